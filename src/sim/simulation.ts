@@ -32,6 +32,9 @@ export interface SimOptions {
   readonly traceLines?: number;
   /** No faults, no workload changes: used by the election benchmark. */
   readonly quiet?: boolean;
+  /** How far clock rates spread around real time. Defaults to just inside the drift bound the
+   * lease assumes (the worst case for safety); the benchmark uses a quartz crystal's 1e-4. */
+  readonly clockRateSpread?: number;
 }
 
 export interface Violation {
@@ -103,6 +106,8 @@ class SimNode {
   checkedCommit = 0;
   /** Power loss in the middle of the next write. */
   crashDuringNextWrite = false;
+  /** Role and term last seen by the checkers, for the trace. */
+  lastSeen = '';
   /** Crash right after sending the next vote, and come back at once: the moment that tests
    * whether the vote was really persisted. */
   crashAfterNextVote = false;
@@ -184,20 +189,24 @@ export class Simulation {
       mutation: options.mutation ?? 'none',
       traceLines: options.traceLines ?? 0,
       quiet: options.quiet ?? false,
+      clockRateSpread: options.clockRateSpread ?? timing.clockDriftBound * 0.999,
     };
     this.random = new SeededRandom(options.seed);
+    // A quiet run has a healthy network from the start.
+    this.healed = this.options.quiet;
     this.timingTicks = timingToTicks(timing);
     this.tickMs = timing.tickMs;
     const voters = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
     for (const id of voters) {
       const node = new SimNode(id);
       // Clocks drift within the stated bound; half the time at an extreme of it.
-      const drift = timing.clockDriftBound * 0.999;
+      const drift = this.options.clockRateSpread;
       const roll = this.random.nextFloat();
       node.rate = roll < 0.25 ? 1 - drift : roll < 0.5 ? 1 + drift : 1 - drift + 2 * drift * this.random.nextFloat();
       this.nodes.push(node);
     }
-    for (let i = 0; i < this.nodes.length; i++) this.boot(i, voters);
+    // Hosts boot at different moments, so their tick phases differ.
+    for (let i = 0; i < this.nodes.length; i++) this.boot(i, voters, this.random.nextFloat() * this.tickMs);
   }
 
   // ---- Running ------------------------------------------------------------------------------
@@ -300,12 +309,12 @@ export class Simulation {
 
   // ---- Nodes --------------------------------------------------------------------------------
 
-  private boot(index: number, bootstrap: NodeId[] | null): void {
+  private boot(index: number, bootstrap: NodeId[] | null, phaseMs = 0): void {
     const node = this.nodes[index]!;
     node.alive = true;
     node.paused = false;
     node.generation++;
-    node.bootAtMs = this.now;
+    node.bootAtMs = this.now - phaseMs;
     node.processedTicks = 0;
     node.fsync = null;
     node.inbox = [];
@@ -383,8 +392,14 @@ export class Simulation {
     if (this.options.mutation === 'send-before-fsync') {
       for (const message of ready.messages) this.sendMessage(message);
     }
-    // Most fsyncs are quick; some are slow, as on a busy disk.
-    const latency = this.random.nextFloat() < 0.05 ? 5 + this.random.nextFloat() * 20 : 0.1 + this.random.nextFloat() * 1.5;
+    // Most fsyncs are quick; some are slow, as on a busy disk. A Ready with nothing to persist
+    // needs no fsync at all.
+    const nothingToPersist = ready.hardState === null && ready.snapshot === null && ready.entries.length === 0;
+    const latency = nothingToPersist
+      ? 0.01
+      : this.random.nextFloat() < 0.05
+        ? 5 + this.random.nextFloat() * 20
+        : 0.1 + this.random.nextFloat() * 1.5;
     this.schedule({ kind: 'fsync', node: index, generation: node.generation }, latency);
     if (node.crashDuringNextWrite) {
       node.crashDuringNextWrite = false;
@@ -745,6 +760,13 @@ export class Simulation {
       const raft = node.raft;
       const term = raft.term as number;
       if (term > this.stats.maxTerm) this.stats.maxTerm = term;
+      if (this.options.traceLines > 0) {
+        const seen = `${raft.currentRole} term ${term}`;
+        if (seen !== node.lastSeen) {
+          node.lastSeen = seen;
+          this.trace(`${node.id} is ${seen} (tick ${raft.ticks})`);
+        }
+      }
       if (raft.currentRole === 'leader') {
         const known = this.leaderOfTerm.get(term);
         if (known === undefined) {
