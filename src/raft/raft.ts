@@ -170,6 +170,8 @@ export interface RaftStatus {
   readonly lease: LeaseStatus;
   readonly transferee: NodeId | null;
   readonly peers: readonly PeerStatus[];
+  /** Followers that rejected entries they had acknowledged: their disk lost fsynced data. */
+  readonly ackedEntriesLost: number;
 }
 
 const none = null;
@@ -212,6 +214,8 @@ export class Raft {
   private transferElapsed = 0;
   private leaseEpoch = 0;
   private termStartIndex = 0;
+  /** Rejections of entries a follower had acknowledged (see handleAppendReject). */
+  private ackedEntriesLostCount = 0;
   private checkQuorumElapsed = 0;
 
   // Effects waiting for the driver.
@@ -436,6 +440,7 @@ export class Raft {
       lease: this.lease(),
       transferee: this.transferee,
       peers,
+      ackedEntriesLost: this.ackedEntriesLostCount,
     };
   }
 
@@ -747,6 +752,9 @@ export class Raft {
       return;
     }
     if (m.type === 'vote') {
+      // A pre-candidate that votes for another gives up its own campaign: the vote fences it,
+      // and a fenced node must not go on to vote for itself in a later term.
+      if (this.role !== 'follower') this.becomeFollower(this.currentTerm, none);
       this.votedFor = m.from;
       // The vote fences us as a heartbeat would: the candidate counts it toward its lease.
       this.electionElapsed = 0;
@@ -763,8 +771,11 @@ export class Raft {
     if (!this.membership.voters.includes(m.from)) return;
     this.votes.set(m.from, !m.reject);
     if (this.tallyWon()) {
-      if (this.role === 'pre-candidate') this.startElection({ transfer: false });
-      else this.becomeLeader();
+      if (this.role === 'pre-candidate') {
+        // Belt and braces for the rule above: never leave pre-vote while fenced.
+        if (this.isFenced()) this.becomeFollower(this.currentTerm, this.leader);
+        else this.startElection({ transfer: false });
+      } else this.becomeLeader();
     } else if (this.tallyLost()) {
       this.becomeFollower(this.currentTerm, none);
     }
@@ -1115,6 +1126,19 @@ export class Raft {
     if (pr.state === 'probe' && m.index !== pr.nextIndex - 1) return;
     let next = m.hint ?? m.index;
     if (m.logTerm > 0) next = this.log.conflictHint(next, m.logTerm);
+    if (pr.state === 'probe' && m.index <= pr.matchIndex) {
+      // The follower rejects an index it once acknowledged: it lost entries it had reported
+      // durable (a disk that ignored fsync), or this is a very late rejection. Raft cannot
+      // promise anything once acknowledged data is gone, but the leader must neither spin
+      // resending the same append nor leave the follower behind forever: believe the
+      // follower, lower its match index (commitIndex never moves back) and resend from there.
+      this.ackedEntriesLostCount++;
+      pr.matchIndex = Math.min(pr.matchIndex, next);
+      pr.nextIndex = pr.matchIndex + 1;
+      this.becomeProbe(pr);
+      this.sendAppend(m.from, { force: true });
+      return;
+    }
     pr.nextIndex = Math.max(pr.matchIndex + 1, Math.min(m.index, next + 1));
     this.becomeProbe(pr);
     this.sendAppend(m.from, { force: true });

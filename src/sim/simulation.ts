@@ -458,8 +458,12 @@ export class Simulation {
     let entries = durable.entries;
     let snapshot = durable.snapshot;
     if (parts.snapshot && ready.snapshot) {
+      // §7, as the file storage replays an installed snapshot: keep the entries after it only
+      // if the entry at its index has its term, else the whole log goes.
+      const meta = ready.snapshot.meta;
       snapshot = ready.snapshot;
-      entries = entries.filter((e) => e.index > ready.snapshot!.meta.index);
+      const atIndex = entries.find((e) => e.index === meta.index);
+      entries = atIndex !== undefined && atIndex.term === meta.term ? entries.filter((e) => e.index > meta.index) : [];
     }
     let hardState = durable.hardState;
     if (parts.hardState && ready.hardState) {

@@ -194,7 +194,12 @@ export class DiskCluster {
       ...(this.segmentSizeBytesMax === undefined ? {} : { segmentSizeBytesMax: this.segmentSizeBytesMax }),
     });
     const persisted = storage.load();
-    this.checkPersistedHardState(node, persisted.hardState);
+    try {
+      this.checkPersistedHardState(node, persisted.hardState);
+    } catch (error) {
+      await storage.close();
+      throw error;
+    }
     node.storage = storage;
     node.recovered = persisted;
     node.core = new Raft({
@@ -243,11 +248,8 @@ export class DiskCluster {
   }
 
   async destroy(): Promise<void> {
-    for (const node of this.nodes) {
-      // A node killed mid-test may hold a storage that a failed start never returned; stop()
-      // handles everything that is open.
-      await this.stop(node.id);
-    }
+    // A start that failed (FileStorage.open refused the directory) left nothing open.
+    for (const node of this.nodes) await this.stop(node.id);
     await rm(this.root, { recursive: true, force: true });
   }
 
@@ -286,9 +288,10 @@ export class DiskCluster {
         node.state.appliedIndex === raft.status().appliedIndex,
         `${node.id} state machine applied ${node.state.appliedIndex} but the core says ${raft.status().appliedIndex}`,
       );
+      // Observe before compacting: the checker reads the committed entries from the log.
+      this.observe(node);
       await this.maybeCompact(node);
       node.durable = this.durableViewOf(node);
-      this.observe(node);
     }
   }
 
