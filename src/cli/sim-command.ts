@@ -11,6 +11,7 @@ import { exitCode, type ExitCode } from './exit-code.js';
 export interface SimCliArgs {
   seeds?: number;
   seed?: number;
+  start?: number;
   nodes?: number;
   verbose?: boolean;
 }
@@ -54,7 +55,12 @@ export function addSimCommand<T>(y: Argv<T>, context: SimCommandContext): Argv<T
         .option('seed', {
           type: 'number',
           requiresArg: true,
-          describe: 'Replay exactly this seed (a non-negative integer), e.g. one a failed run printed',
+          describe: 'Replay exactly this seed (0 to 4294967295), e.g. one a failed run printed',
+        })
+        .option('start', {
+          type: 'number',
+          requiresArg: true,
+          describe: 'With --seeds: the first seed (default 1)',
         })
         .option('nodes', {
           type: 'number',
@@ -70,9 +76,12 @@ export function addSimCommand<T>(y: Argv<T>, context: SimCommandContext): Argv<T
         .strictCommands(false)
         .strict()
         .conflicts('seeds', 'seed')
+        .conflicts('start', 'seed')
         .check((argv) => {
           checkInteger({ name: 'seeds', value: argv.seeds, min: 1, max: seedsMax });
-          checkInteger({ name: 'seed', value: argv.seed, min: 0, max: Number.MAX_SAFE_INTEGER });
+          // The simulator's generator takes a 32-bit seed.
+          checkInteger({ name: 'seed', value: argv.seed, min: 0, max: 0xffffffff });
+          checkInteger({ name: 'start', value: argv.start, min: 0, max: 0xffffffff });
           checkSingle({ name: 'nodes', value: argv.nodes });
           checkSingle({ name: 'verbose', value: argv.verbose });
           return true;
@@ -81,6 +90,7 @@ export function addSimCommand<T>(y: Argv<T>, context: SimCommandContext): Argv<T
       const args: SimCliArgs = {};
       if (argv.seeds !== undefined) args.seeds = argv.seeds;
       if (argv.seed !== undefined) args.seed = argv.seed;
+      if (argv.start !== undefined) args.start = argv.start;
       if (argv.nodes !== undefined) args.nodes = argv.nodes;
       if (argv.verbose !== undefined) args.verbose = argv.verbose;
       await context.run(() => runSim({ args, writeError: context.writeError }));

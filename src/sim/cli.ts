@@ -69,7 +69,7 @@ if (invokedDirectly) {
     const value = argv[i + 1];
     const number = () => {
       const n = Number(value);
-      if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} needs a non-negative whole number, got ${value}`);
+      if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`${flag} needs a whole number from 0 to 4294967295, got ${value}`);
       i++;
       return n;
     };

@@ -160,6 +160,8 @@ export class Simulation {
   private healed = false;
   private healedAtMs = 0;
   private healProposalIndex: number | null = null;
+  /** Mean time between faults: each seed picks a calm, a busy or a stormy fault phase. */
+  private readonly faultMeanMs: number;
   private proposalCounter = 0;
   readonly stats: SimStats = {
     events: 0,
@@ -194,6 +196,7 @@ export class Simulation {
     this.random = new SeededRandom(options.seed);
     // A quiet run has a healthy network from the start.
     this.healed = this.options.quiet;
+    this.faultMeanMs = [100, 300, 600][this.random.nextInt(3)]!;
     this.timingTicks = timingToTicks(timing);
     this.tickMs = timing.tickMs;
     const voters = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
@@ -214,7 +217,7 @@ export class Simulation {
   run(): SimResult {
     const o = this.options;
     if (!o.quiet) {
-      this.schedule({ kind: 'fault' }, this.exp(300));
+      this.schedule({ kind: 'fault' }, this.exp(this.faultMeanMs));
       this.schedule({ kind: 'workload' }, this.exp(50));
     }
     this.schedule({ kind: 'heal' }, o.quiet ? 0 : o.faultPhaseMs);
@@ -554,7 +557,7 @@ export class Simulation {
       case 'fault':
         if (this.healed) return;
         this.injectFault();
-        this.schedule({ kind: 'fault' }, this.exp(300));
+        this.schedule({ kind: 'fault' }, this.exp(this.faultMeanMs));
         return;
       case 'workload':
         this.workload();
