@@ -3,12 +3,15 @@
 // Owns the top-level help text, strict parsing (an unknown command or option is a usage error,
 // exit 2, never silently ignored) and the mapping of outcomes to exit codes (see exit-code.ts).
 // Each command lives in its own module; this one only wires them together. Commands only appear
-// here once they do something: the daemon (`run`), `status` and `config check` come with later
-// issues.
+// here once they do something.
 
 import yargs from 'yargs';
 import { readVersion } from '../version.js';
+import { configFileDefault } from '../config/config-schema.js';
+import { addConfigCommand } from './config-command.js';
 import { exitCode, type ExitCode } from './exit-code.js';
+import { addDaemonCommands } from './daemon-commands.js';
+import { addGenerateCommand } from './generate-command.js';
 import { addSimCommand } from './sim-command.js';
 
 /** Widest help text, in columns, whatever the terminal. */
@@ -22,8 +25,16 @@ const description =
   'kernel (IPVS or nftables) to every kube-apiserver that is ready. raftvip needs no Kubernetes ' +
   'credentials.';
 
-/** Names of the commands, for the "see `raftvip <command> --help`" hint after a usage error. */
-const commandNames: readonly string[] = ['sim'];
+/** Names of the commands and their subcommands, for the "see `raftvip <command> --help`" hint
+ * after a usage error. */
+const commandNames: Readonly<Record<string, readonly string[]>> = {
+  run: [],
+  status: [],
+  'transfer-leadership': [],
+  sim: [],
+  config: ['check'],
+  generate: ['psk'],
+};
 
 /**
  * Runs the CLI and resolves to the process exit code. Never rejects: every failure is reported
@@ -59,6 +70,12 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
     .strictOptions()
     .demandCommand(1, 'No command given.')
     .wrap(helpWidthColumnsMax)
+    .option('config', {
+      type: 'string',
+      requiresArg: true,
+      default: configFileDefault,
+      describe: 'The peer file',
+    })
     // yargs must not call process.exit: output could be cut short, and the exit code is ours.
     .exitProcess(false)
     .showHelpOnFail(false)
@@ -69,8 +86,8 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
       if (!usageErrors.includes(text)) usageErrors.push(text);
     });
 
-  addSimCommand(parser, {
-    run: async (action) => {
+  const commandContext = {
+    run: async (action: () => Promise<ExitCode>): Promise<void> => {
       if (usageErrors.length > 0) return;
       try {
         commandExitCode = await action();
@@ -80,7 +97,11 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
       }
     },
     writeError,
-  });
+  };
+  addDaemonCommands(parser, commandContext);
+  addSimCommand(parser, commandContext);
+  addConfigCommand(parser, commandContext);
+  addGenerateCommand(parser, commandContext);
 
   try {
     await parser.parseAsync();
@@ -97,10 +118,13 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
   return commandExitCode;
 }
 
-/** `raftvip sim --help` when the command line names a known command, else `raftvip --help`. */
+/** `raftvip sim --help` (or `raftvip config check --help`) when the command line names a known
+ * command, else `raftvip --help`. */
 function helpCommandFor(argv: readonly string[]): string {
-  const first = argv.find((word) => !word.startsWith('-'));
-  return first !== undefined && commandNames.includes(first) ? `raftvip ${first} --help` : 'raftvip --help';
+  const [first, second] = argv.filter((word) => !word.startsWith('-'));
+  const subcommands = first === undefined ? undefined : commandNames[first];
+  if (subcommands === undefined) return 'raftvip --help';
+  return second !== undefined && subcommands.includes(second) ? `raftvip ${first} ${second} --help` : `raftvip ${first} --help`;
 }
 
 /** Entry point used by bin/raftvip. Sets the exit code and lets Node exit once output is flushed. */

@@ -1,0 +1,284 @@
+// The composition root: wires real I/O (file storage, the peer transport, the admin API, logs)
+// around the Raft driver for one host. `raftvip run` builds one Daemon; tests build several in
+// separate processes. start() and stop() are idempotent; stop() hands leadership over first.
+
+import { randomInt } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { FileStorage } from '../raft/file-storage.js';
+import { ClusterState } from '../raft/cluster-state.js';
+import { Raft } from '../raft/raft.js';
+import { SeededRandom } from '../raft/random.js';
+import { timingToTicks } from '../raft/timing.js';
+import { nodeId, type Message, type NodeId } from '../raft/types.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import type { Config } from '../config/load-config.js';
+import { readVersion } from '../version.js';
+import { AdminServer, type AdminView, type Verdict } from './admin-server.js';
+import { DaemonMetrics } from './metrics.js';
+import { RaftDriver } from './raft-driver.js';
+
+/** How long a leader that is stopping waits for its transferee to take over. */
+export const stopTransferWaitMsMax = 2000;
+
+export interface DaemonOptions {
+  readonly config: Config;
+  readonly logger?: Logger;
+  /** Start a node that joins an existing cluster: no bootstrap membership. */
+  readonly join?: boolean;
+}
+
+export class Daemon {
+  readonly config: Config;
+  readonly log: Logger;
+  private storage: FileStorage | null = null;
+  private driver: RaftDriver | null = null;
+  private transport: PeerTransport | null = null;
+  private admin: AdminServer | null = null;
+  private readonly metrics = new DaemonMetrics({ processMetrics: true });
+  private lastLeader: NodeId | null = null;
+  private started = false;
+  private stopping: Promise<void> | null = null;
+
+  constructor(private readonly options: DaemonOptions) {
+    this.config = options.config;
+    this.log = options.logger ?? pino({ level: options.config.log.level, base: { node: options.config.node.id } });
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const config = this.config;
+    const self = nodeId(config.node.id);
+    this.storage = await FileStorage.open(config.node.dataDir, {
+      log: (event) => this.log[event.level]({ ...event, msg: undefined }, event.msg),
+    });
+    const persisted = this.storage.load();
+    const state = persisted.snapshot ? ClusterState.restore(persisted.snapshot.data) : new ClusterState();
+    const raft = new Raft({
+      id: self,
+      timing: timingToTicks(config.raft),
+      random: new SeededRandom(randomInt(0, 2 ** 32)),
+      persisted,
+      ...(this.options.join ? {} : { bootstrap: { voters: config.cluster.peers.map((p) => nodeId(p.id)) } }),
+    });
+    const self_ = config.cluster.peers.find((p) => p.id === config.node.id);
+    if (!self_) throw new Error(`node ${config.node.id} is not among the peers`);
+    this.transport = new PeerTransport({
+      self,
+      listen: { host: self_.host, port: self_.port },
+      peers: config.cluster.peers.filter((p) => p.id !== config.node.id).map((p) => ({ id: nodeId(p.id), host: p.host, port: p.port })),
+      auth: config.cluster.auth.kind === 'psk' ? { kind: 'psk', psk: config.cluster.auth.psk } : config.cluster.auth.kind === 'tls' ? await tlsMaterial(config.cluster.auth) : { kind: 'insecure' },
+      onMessage: (message: Message) => this.driver?.receive(message),
+      log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
+    });
+    this.driver = new RaftDriver({
+      raft,
+      storage: this.storage,
+      transport: this.transport,
+      state,
+      tickMs: config.raft.tickMs,
+      log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
+      observer: {
+        onReady: ({ fsyncMs }) => this.metrics.fsyncSeconds.observe(fsyncMs / 1000),
+        onRoleChange: ({ role, term, leader }) => {
+          this.metrics.setRole(role);
+          this.metrics.term.set(term);
+          if (leader !== this.lastLeader) {
+            this.metrics.leaderChanges.inc();
+            this.lastLeader = leader;
+          }
+          this.log.info({ role, term, leader }, leader === null ? `${role} in term ${term}, no leader known` : `${role} in term ${term}, leader ${leader}`);
+        },
+        onStall: ({ stalledMs }) => {
+          this.metrics.stalls.inc();
+          this.log.warn({ stalledMs: Math.round(stalledMs) }, 'woke after a pause longer than the lease: any lease it held has lapsed');
+        },
+      },
+    });
+    await this.transport.start();
+    this.driver.start();
+    this.admin = new AdminServer({
+      host: config.admin.host,
+      port: config.admin.port,
+      view: this.adminView(),
+      log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
+    });
+    const admin = await this.admin.start();
+    this.log.info({ admin: `${admin.host}:${admin.port}`, dataDir: config.node.dataDir, peers: config.cluster.peers.length, version: readVersion() }, 'raftvip started');
+  }
+
+  /** Hand leadership over if leading, then stop everything. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  private async stopNow(): Promise<void> {
+    const driver = this.driver;
+    if (driver && driver.status().role === 'leader') {
+      const result = await driver.transferLeadership();
+      if (result.ok) {
+        this.log.info({ transferee: result.transferee }, 'stopping: handing leadership over');
+        const deadline = Date.now() + stopTransferWaitMsMax;
+        while (Date.now() < deadline && driver.status().role === 'leader') await sleep(10);
+      }
+    }
+    await this.admin?.stop();
+    await driver?.stop();
+    await this.transport?.stop();
+    await this.storage?.close();
+    this.log.info('raftvip stopped');
+  }
+
+  /**
+   * SIGHUP: apply what can change while running (the log level) and name everything else that
+   * differs, which needs a restart. The running configuration is never half-replaced.
+   */
+  reload(next: Config): { applied: string[]; needsRestart: string[] } {
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    if (next.log.level !== this.log.level) {
+      this.log.level = next.log.level;
+      applied.push(`log.level=${next.log.level}`);
+    }
+    const sections = ['cluster', 'node', 'vip', 'raft', 'admin'] as const;
+    for (const section of sections) {
+      if (JSON.stringify(comparable(next[section])) !== JSON.stringify(comparable(this.config[section]))) needsRestart.push(section);
+    }
+    return { applied, needsRestart };
+  }
+
+  get adminAddress(): { host: string; port: number } | null {
+    return this.admin?.address() ?? null;
+  }
+
+  status(): DaemonStatus {
+    const driver = this.driver;
+    if (!driver) throw new Error('not started');
+    const raft = driver.status();
+    const transportPeers = new Map((this.transport?.status() ?? []).map((p) => [p.id as string, p]));
+    const progress = new Map(raft.peers.map((p) => [p.id as string, p]));
+    const rtt = driver.peerRttMs();
+    return {
+      id: raft.id,
+      version: readVersion(),
+      cluster: this.config.cluster.name,
+      role: raft.role,
+      term: raft.term,
+      leader: raft.leader,
+      votedFor: raft.votedFor,
+      commitIndex: raft.commitIndex,
+      appliedIndex: raft.appliedIndex,
+      lastIndex: raft.lastIndex,
+      lease: { held: driver.holdsLease(), expiresInMs: raft.leaseExpiresInMs },
+      voters: [...raft.membership.voters],
+      peers: this.config.cluster.peers
+        .filter((p) => p.id !== raft.id)
+        .map((p) => {
+          const connection = transportPeers.get(p.id);
+          const replication = progress.get(p.id);
+          return {
+            id: p.id,
+            address: p.address,
+            voter: raft.membership.voters.includes(nodeId(p.id)),
+            connected: connection?.connected ?? false,
+            lastError: connection?.lastError ?? null,
+            matchIndex: replication?.matchIndex ?? null,
+            nextIndex: replication?.nextIndex ?? null,
+            replication: replication?.state ?? null,
+            rttMs: rtt.has(nodeId(p.id)) ? Math.round((rtt.get(nodeId(p.id)) ?? 0) * 100) / 100 : null,
+          };
+        }),
+      vip: { address: this.config.vip.address, held: false },
+      loadBalancer: null,
+    };
+  }
+
+  private adminView(): AdminView {
+    return {
+      status: () => this.status(),
+      health: (): Verdict => {
+        const error = this.driver?.error;
+        return error ? { ok: false, reason: `raft driver stopped: ${error.message}` } : { ok: true, reason: 'running' };
+      },
+      readiness: (): Verdict => {
+        const status = this.driver?.status();
+        if (!status) return { ok: false, reason: 'starting' };
+        if (!status.membership.voters.includes(status.id)) return { ok: false, reason: 'not a voting member of the cluster' };
+        if (status.leader === null) return { ok: false, reason: `no leader known in term ${status.term}` };
+        return { ok: true, reason: `member of ${this.config.cluster.name}, leader ${status.leader}, term ${status.term}` };
+      },
+      metrics: async () => {
+        this.refreshMetrics();
+        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
+      },
+      transferLeadership: async (to) => {
+        const driver = this.driver;
+        if (!driver) return { ok: false, code: 'RAFTVIP_STOPPED', message: 'not running' };
+        const result = await driver.transferLeadership(to === undefined ? undefined : nodeId(to));
+        return result.ok ? { ok: true, transferee: result.transferee } : result;
+      },
+    };
+  }
+
+  private refreshMetrics(): void {
+    const driver = this.driver;
+    if (!driver) return;
+    const status = driver.status();
+    this.metrics.setRole(status.role);
+    this.metrics.term.set(status.term);
+    this.metrics.commitIndex.set(status.commitIndex);
+    this.metrics.appliedIndex.set(status.appliedIndex);
+    this.metrics.leaseHeld.set(driver.holdsLease() ? 1 : 0);
+    this.metrics.hasLeader.set(status.leader === null ? 0 : 1);
+    for (const peer of this.transport?.status() ?? []) {
+      this.metrics.peerConnected.set({ peer: peer.id }, peer.connected ? 1 : 0);
+      this.metrics.framesIn.set({ peer: peer.id }, peer.framesIn);
+      this.metrics.framesOut.set({ peer: peer.id }, peer.framesOut);
+      this.metrics.framesDropped.set({ peer: peer.id }, peer.framesDropped);
+    }
+    for (const [peer, rtt] of driver.peerRttMs()) this.metrics.peerRttSeconds.set({ peer }, rtt / 1000);
+  }
+}
+
+export interface DaemonStatus {
+  id: string;
+  version: string;
+  cluster: string;
+  role: string;
+  term: number;
+  leader: string | null;
+  votedFor: string | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  lease: { held: boolean; expiresInMs: number | null };
+  voters: string[];
+  peers: {
+    id: string;
+    address: string;
+    voter: boolean;
+    connected: boolean;
+    lastError: string | null;
+    matchIndex: number | null;
+    nextIndex: number | null;
+    replication: string | null;
+    rttMs: number | null;
+  }[];
+  vip: { address: string; held: boolean };
+  loadBalancer: null;
+}
+
+async function tlsMaterial(auth: { caFile: string; certFile: string; keyFile: string }): Promise<{ kind: 'tls'; ca: Buffer; cert: Buffer; key: Buffer }> {
+  const { readFile } = await import('node:fs/promises');
+  return { kind: 'tls', ca: await readFile(auth.caFile), cert: await readFile(auth.certFile), key: await readFile(auth.keyFile) };
+}
+
+/** A config section as plain data for comparison (secrets compared by content). */
+function comparable(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_key, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v)));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,71 @@
+// Prometheus metrics of one daemon, on a registry of its own (no global state, so tests can run
+// several daemons in one process). Names are `raftvip_*` with units last, as Prometheus asks.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Role } from '../raft/types.js';
+
+const roles: readonly Role[] = ['follower', 'pre-candidate', 'candidate', 'leader'];
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly role = new Gauge({
+    name: 'raftvip_raft_role',
+    help: 'Raft role of this node: 1 for the current role, 0 for the others',
+    labelNames: ['role'],
+    registers: [this.registry],
+  });
+  readonly term = new Gauge({ name: 'raftvip_raft_term', help: 'Current Raft term', registers: [this.registry] });
+  readonly leaderChanges = new Counter({
+    name: 'raftvip_raft_leader_changes_total',
+    help: 'Times this node saw the leader change (including to no leader)',
+    registers: [this.registry],
+  });
+  readonly commitIndex = new Gauge({ name: 'raftvip_raft_commit_index', help: 'Highest log index known committed', registers: [this.registry] });
+  readonly appliedIndex = new Gauge({ name: 'raftvip_raft_applied_index', help: 'Highest log index applied to the cluster state', registers: [this.registry] });
+  readonly leaseHeld = new Gauge({
+    name: 'raftvip_raft_lease_held',
+    help: '1 while this node holds the leader lease (the VIP may only be held then)',
+    registers: [this.registry],
+  });
+  readonly hasLeader = new Gauge({ name: 'raftvip_raft_has_leader', help: '1 while this node knows a leader', registers: [this.registry] });
+  readonly stalls = new Counter({
+    name: 'raftvip_event_loop_stalls_total',
+    help: 'Wake-ups after a pause or stall longer than the lease',
+    registers: [this.registry],
+  });
+  readonly fsyncSeconds = new Histogram({
+    name: 'raftvip_storage_fsync_duration_seconds',
+    help: 'Time to persist one Ready (write and fsync)',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly peerConnected = new Gauge({
+    name: 'raftvip_peer_connected',
+    help: '1 while the outbound connection to the peer is up',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  readonly peerRttSeconds = new Gauge({
+    name: 'raftvip_peer_rtt_seconds',
+    help: 'Latest heartbeat round-trip time to the peer, measured by the leader',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  readonly framesIn = new Gauge({ name: 'raftvip_peer_frames_received_total', help: 'Frames received from the peer', labelNames: ['peer'], registers: [this.registry] });
+  readonly framesOut = new Gauge({ name: 'raftvip_peer_frames_sent_total', help: 'Frames sent to the peer', labelNames: ['peer'], registers: [this.registry] });
+  readonly framesDropped = new Gauge({
+    name: 'raftvip_peer_frames_dropped_total',
+    help: 'Frames dropped for the peer (full send queue or bad frame)',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics: boolean }) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'raftvip_' });
+    for (const role of roles) this.role.set({ role }, 0);
+  }
+
+  setRole(current: Role): void {
+    for (const role of roles) this.role.set({ role }, role === current ? 1 : 0);
+  }
+}

@@ -1,0 +1,180 @@
+// A cluster of real raftvip daemons for tests: one `bin/raftvip run` process per node, each on
+// its own loopback address (127.0.0.x) with its own data directory and config file, talking
+// TLS-PSK over real TCP. The harness only starts, signals and ends the processes it started, by
+// PID, and reads them through their admin API, as an operator would.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+const bin = join(repoRoot, 'bin/raftvip');
+
+export interface NodeStatus {
+  id: string;
+  role: string;
+  term: number;
+  leader: string | null;
+  votedFor: string | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  lease: { held: boolean; expiresInMs: number | null };
+  voters: string[];
+  peers: { id: string; connected: boolean; matchIndex: number | null }[];
+  vip: { address: string; held: boolean };
+}
+
+export interface ClusterNode {
+  readonly id: string;
+  readonly configFile: string;
+  readonly dataDir: string;
+  readonly adminPort: number;
+  process: ChildProcess | null;
+  output: string;
+}
+
+export class ProcessCluster {
+  readonly dir: string;
+  readonly nodes: ClusterNode[] = [];
+
+  constructor(options: { size: number; basePort?: number; subnet?: number }) {
+    this.dir = mkdtempSync(join(tmpdir(), 'raftvip-cluster-'));
+    const pskFile = join(this.dir, 'psk');
+    writeFileSync(pskFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    // Ports from a range picked per run, so two runs on one machine do not collide.
+    const basePort = options.basePort ?? 20000 + Math.floor(Math.random() * 20000);
+    const subnet = options.subnet ?? 1 + Math.floor(Math.random() * 200);
+    const peers = Array.from({ length: options.size }, (_, i) => ({ id: `n${i + 1}`, address: `127.${subnet}.0.${i + 1}:${basePort + i}` }));
+    for (let i = 0; i < options.size; i++) {
+      const id = `n${i + 1}`;
+      const dataDir = join(this.dir, id, 'data');
+      mkdirSync(join(this.dir, id), { recursive: true });
+      const adminPort = basePort + 100 + i;
+      const configFile = join(this.dir, id, 'raftvip.yaml');
+      writeFileSync(
+        configFile,
+        [
+          'cluster:',
+          '  name: test',
+          '  peers:',
+          ...peers.map((p) => `    - { id: ${p.id}, address: "${p.address}" }`),
+          '  auth:',
+          `    pskFile: ${pskFile}`,
+          'node:',
+          `  id: ${id}`,
+          `  dataDir: ${dataDir}`,
+          'vip:',
+          `  address: 127.${subnet}.0.100`,
+          'admin:',
+          `  listen: "127.0.0.1:${adminPort}"`,
+          'log:',
+          '  level: info',
+          '',
+        ].join('\n'),
+      );
+      this.nodes.push({ id, configFile, dataDir, adminPort, process: null, output: '' });
+    }
+  }
+
+  node(id: string): ClusterNode {
+    const node = this.nodes.find((n) => n.id === id);
+    if (!node) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  start(id: string): void {
+    const node = this.node(id);
+    if (node.process) throw new Error(`${id} already running`);
+    const child = spawn(process.execPath, [bin, 'run', '--config', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    node.process = child;
+    const append = (chunk: Buffer) => {
+      node.output += chunk.toString();
+      if (node.output.length > 200_000) node.output = node.output.slice(-100_000);
+    };
+    child.stdout?.on('data', append);
+    child.stderr?.on('data', append);
+    child.once('exit', () => {
+      if (node.process === child) node.process = null;
+    });
+  }
+
+  startAll(): void {
+    for (const node of this.nodes) this.start(node.id);
+  }
+
+  /** Send a signal to the node's process (by PID) and wait for it to exit. */
+  async signal(id: string, signal: NodeJS.Signals, options: { waitMs?: number } = {}): Promise<number | null> {
+    const child = this.node(id).process;
+    if (!child || child.exitCode !== null) return null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), options.waitMs ?? 10_000));
+    const result = await Promise.race([exited, timeout]);
+    if (result === 'timeout') throw new Error(`${id} did not exit within ${options.waitMs ?? 10_000} ms of ${signal}`);
+    return result;
+  }
+
+  async status(id: string): Promise<NodeStatus | null> {
+    const node = this.node(id);
+    if (!node.process) return null;
+    try {
+      const response = await fetch(`http://127.0.0.1:${node.adminPort}/status`, { signal: AbortSignal.timeout(1000) });
+      if (!response.ok) return null;
+      return (await response.json()) as NodeStatus;
+    } catch {
+      return null;
+    }
+  }
+
+  async admin(id: string, path: string, init?: RequestInit): Promise<{ status: number; text: string }> {
+    const response = await fetch(`http://127.0.0.1:${this.node(id).adminPort}${path}`, { ...init, signal: AbortSignal.timeout(2000) });
+    return { status: response.status, text: await response.text() };
+  }
+
+  async statuses(): Promise<Map<string, NodeStatus>> {
+    const all = new Map<string, NodeStatus>();
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        const status = await this.status(node.id);
+        if (status) all.set(node.id, status);
+      }),
+    );
+    return all;
+  }
+
+  /** Wait until the running nodes agree on one leader that holds its lease; return its id. */
+  async waitForLeader(options: { timeoutMs: number; exclude?: string[]; minTerm?: number }): Promise<string> {
+    const deadline = Date.now() + options.timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const all = await this.statuses();
+      const leaders = [...all.values()].filter((s) => s.role === 'leader' && s.lease.held && !(options.exclude ?? []).includes(s.id));
+      const leader = leaders[0];
+      if (leaders.length === 1 && leader && leader.term >= (options.minTerm ?? 0)) {
+        const running = this.nodes.filter((n) => n.process && !(options.exclude ?? []).includes(n.id));
+        const agreeing = [...all.values()].filter((s) => s.leader === leader.id && s.term === leader.term);
+        if (agreeing.length === running.length) return leader.id;
+      }
+      last = [...all.values()].map((s) => `${s.id}:${s.role}/t${s.term}/l=${s.leader}`).join(' ');
+      await sleep(50);
+    }
+    throw new Error(`no agreed leader within ${options.timeoutMs} ms (last seen: ${last || 'no status'})`);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => (n.process ? this.signal(n.id, 'SIGKILL').catch(() => null) : null)));
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopAll();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
