@@ -15,6 +15,7 @@ export interface CommandContext {
 export const adminRequestTimeoutMs = 3000;
 
 export function addDaemonCommands(parser: Argv, context: CommandContext): void {
+  addMembersCommand(parser, context);
   parser.command(
     'run',
     'Run the raftvip daemon in the foreground (systemd runs this). SIGTERM hands leadership over first',
@@ -81,6 +82,34 @@ export function addDaemonCommands(parser: Argv, context: CommandContext): void {
   );
 }
 
+function addMembersCommand(parser: Argv, context: CommandContext): void {
+  parser.command(
+    'members <action> <id>',
+    'Add or remove one voter through the Raft log (run on the leader). A new host first runs `raftvip run --join`',
+    (members) =>
+      members
+        .positional('action', { choices: ['add', 'remove'] as const, describe: 'add or remove' })
+        .positional('id', { type: 'string', describe: 'The peer id' })
+        .option('address', { type: 'string', requiresArg: true, describe: 'With add: HOST:PORT of a peer not in the peer file' })
+        .option('node-id', { type: 'string', requiresArg: true, describe: 'This host\'s peer id, if it cannot be detected' })
+        .strict(),
+    async (argv) => {
+      await context.run(async () => {
+        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined });
+        const body = JSON.stringify({ action: argv.action, id: argv.id, ...(argv.address !== undefined ? { address: argv.address } : {}) });
+        const response = await adminRequest(config.admin, 'POST', '/members', body, { timeoutMs: 15_000 });
+        const result = JSON.parse(response.text) as { ok: boolean; voters?: string[]; index?: number; code?: string; message?: string };
+        if (!result.ok) {
+          context.writeError(`raftvip: ${result.code ?? 'error'}: ${result.message ?? response.text}`);
+          return exitCode.failure;
+        }
+        process.stdout.write(`${argv.action === 'add' ? 'added' : 'removed'} ${String(argv.id)} at index ${result.index ?? '?'}; voters now: ${(result.voters ?? []).join(', ')}\n`);
+        return exitCode.ok;
+      });
+    },
+  );
+}
+
 async function runDaemon(options: { configFile: string; nodeId: string | undefined; join: boolean }): Promise<ExitCode> {
   const config = await loadConfig(options.configFile, options.nodeId === undefined ? {} : { nodeId: options.nodeId });
   const daemon = new Daemon({ config, join: options.join });
@@ -114,13 +143,19 @@ async function runDaemon(options: { configFile: string; nodeId: string | undefin
   return exitCode.ok;
 }
 
-async function adminRequest(admin: { host: string; port: number }, method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; text: string }> {
+async function adminRequest(
+  admin: { host: string; port: number },
+  method: 'GET' | 'POST',
+  path: string,
+  body?: string,
+  options: { timeoutMs: number } = { timeoutMs: adminRequestTimeoutMs },
+): Promise<{ status: number; text: string }> {
   const host = admin.host.includes(':') ? `[${admin.host}]` : admin.host;
   try {
     const response = await fetch(`http://${host}:${admin.port}${path}`, {
       method,
       ...(body ? { body, headers: { 'content-type': 'application/json' } } : {}),
-      signal: AbortSignal.timeout(adminRequestTimeoutMs),
+      signal: AbortSignal.timeout(options.timeoutMs),
     });
     return { status: response.status, text: await response.text() };
   } catch (error) {

@@ -31,6 +31,7 @@ const commandNames: Readonly<Record<string, readonly string[]>> = {
   run: [],
   status: [],
   'transfer-leadership': [],
+  members: [],
   sim: [],
   config: ['check'],
   generate: ['psk'],

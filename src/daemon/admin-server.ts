@@ -1,5 +1,5 @@
-// The admin API on loopback HTTP: GET /healthz, /readyz, /status, /metrics and
-// POST /leadership/transfer. It owns only HTTP: every answer comes from the AdminView it is
+// The admin API on loopback HTTP: GET /healthz, /readyz, /status, /metrics,
+// POST /leadership/transfer and POST /members. It owns only HTTP: every answer comes from the AdminView it is
 // given. Bounded: small request bodies, short timeouts, a cap on connections.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -20,6 +20,7 @@ export interface AdminView {
   readiness(): Verdict;
   metrics(): Promise<{ contentType: string; body: string }>;
   transferLeadership(to: string | undefined): Promise<{ ok: boolean; code?: string; message?: string; transferee?: string }>;
+  changeMembers(request: { action: 'add' | 'remove'; id: string; address?: string }): Promise<{ ok: boolean; code?: string; message?: string }>;
 }
 
 export class AdminServer {
@@ -93,8 +94,23 @@ export class AdminServer {
         const result = await view.transferLeadership(to);
         return sendJson(response, result.ok ? 200 : result.code === 'RAFTVIP_NOT_LEADER' ? 409 : 400, result);
       }
+      case 'POST /members': {
+        const parsed = parseJson(await readBody(request));
+        const action = parsed?.action;
+        const id = parsed?.id;
+        const address = parsed?.address;
+        if ((action !== 'add' && action !== 'remove') || typeof id !== 'string' || (address !== undefined && typeof address !== 'string')) {
+          return sendJson(response, 400, {
+            ok: false,
+            code: 'RAFTVIP_BAD_REQUEST',
+            message: 'body must be JSON like {"action": "add", "id": "cp4", "address": "10.0.0.14:7480"}',
+          });
+        }
+        const result = await view.changeMembers({ action, id, ...(address !== undefined ? { address } : {}) });
+        return sendJson(response, result.ok ? 200 : result.code === 'RAFTVIP_NOT_LEADER' ? 409 : 400, result);
+      }
       default:
-        if (['/healthz', '/readyz', '/status', '/metrics', '/leadership/transfer'].includes(url.pathname)) {
+        if (['/healthz', '/readyz', '/status', '/metrics', '/leadership/transfer', '/members'].includes(url.pathname)) {
           return sendJson(response, 405, { error: `method ${request.method ?? ''} not allowed on ${url.pathname}` });
         }
         return sendJson(response, 404, { error: `no such endpoint: ${url.pathname}` });

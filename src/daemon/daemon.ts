@@ -5,11 +5,12 @@
 import { randomInt } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { FileStorage } from '../raft/file-storage.js';
-import { ClusterState } from '../raft/cluster-state.js';
+import { ClusterState, encodeCommand } from '../raft/cluster-state.js';
+import { parseHostPort } from '../config/host-port.js';
 import { Raft } from '../raft/raft.js';
 import { SeededRandom } from '../raft/random.js';
 import { timingToTicks } from '../raft/timing.js';
-import { nodeId, type Message, type NodeId } from '../raft/types.js';
+import { nodeId, type Entry, type Message, type NodeId } from '../raft/types.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { Config } from '../config/load-config.js';
 import { readVersion } from '../version.js';
@@ -19,6 +20,10 @@ import { RaftDriver } from './raft-driver.js';
 
 /** How long a leader that is stopping waits for its transferee to take over. */
 export const stopTransferWaitMsMax = 2000;
+/** How long a membership change may take to commit. */
+export const membershipCommitTimeoutMs = 10_000;
+/** Cluster-state keys holding peer addresses learnt through `members add`. */
+export const peerAddressKeyPrefix = 'peers/';
 
 export interface DaemonOptions {
   readonly config: Config;
@@ -66,7 +71,7 @@ export class Daemon {
     this.transport = new PeerTransport({
       self,
       listen: { host: self_.host, port: self_.port },
-      peers: config.cluster.peers.filter((p) => p.id !== config.node.id).map((p) => ({ id: nodeId(p.id), host: p.host, port: p.port })),
+      peers: this.transportPeers(state),
       auth: config.cluster.auth.kind === 'psk' ? { kind: 'psk', psk: config.cluster.auth.psk } : config.cluster.auth.kind === 'tls' ? await tlsMaterial(config.cluster.auth) : { kind: 'insecure' },
       onMessage: (message: Message) => this.driver?.receive(message),
       log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
@@ -88,6 +93,11 @@ export class Daemon {
             this.lastLeader = leader;
           }
           this.log.info({ role, term, leader }, leader === null ? `${role} in term ${term}, no leader known` : `${role} in term ${term}, leader ${leader}`);
+        },
+        onApply: (entry: Entry, applied: ClusterState) => {
+          // Addresses learnt through `members add` reach the transport as soon as they apply.
+          if (entry.type === 'command' || entry.type === 'membership') this.transport?.updatePeers(this.transportPeers(applied));
+          if (entry.type === 'membership') this.log.info({ voters: entry.membership.voters, index: entry.index }, `membership applied: ${entry.membership.voters.join(', ')}`);
         },
         onStall: ({ stalledMs }) => {
           this.metrics.stalls.inc();
@@ -194,6 +204,68 @@ export class Daemon {
     };
   }
 
+  /** Every peer this node can reach: the peer file, plus addresses added through the log. */
+  private transportPeers(state: ClusterState): { id: NodeId; host: string; port: number }[] {
+    const peers = new Map<string, { id: NodeId; host: string; port: number }>();
+    for (const p of this.config.cluster.peers) peers.set(p.id, { id: nodeId(p.id), host: p.host, port: p.port });
+    for (const key of state.keys()) {
+      if (!key.startsWith(peerAddressKeyPrefix)) continue;
+      const id = key.slice(peerAddressKeyPrefix.length);
+      const parsed = parseHostPort(String(state.get(key)));
+      if (parsed.ok && !peers.has(id)) peers.set(id, { id: nodeId(id), host: parsed.value.host, port: parsed.value.port });
+    }
+    peers.delete(this.config.node.id);
+    return [...peers.values()];
+  }
+
+  /** The address of a peer, from the peer file or from the replicated cluster state. */
+  private peerAddress(id: string): string | null {
+    const fromFile = this.config.cluster.peers.find((p) => p.id === id);
+    if (fromFile) return fromFile.address;
+    const learnt = this.driver?.clusterState.get(`${peerAddressKeyPrefix}${id}`);
+    return typeof learnt === 'string' ? learnt : null;
+  }
+
+  /**
+   * Add or remove one voter through the log (single-server change). An added peer's address
+   * is first replicated into the cluster state, so every node can reach it without editing its
+   * peer file; the new host runs `raftvip run --join`.
+   */
+  async changeMembers(request: { action: 'add' | 'remove'; id: string; address?: string }): Promise<MembersResult> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, code: 'RAFTVIP_STOPPED', message: 'not running' };
+    const status = driver.status();
+    if (status.role !== 'leader') {
+      return { ok: false, code: 'RAFTVIP_NOT_LEADER', message: `not the leader (leader: ${status.leader ?? 'unknown'}); run this on the leader` };
+    }
+    const voters = [...status.membership.voters] as string[];
+    if (request.action === 'add') {
+      if (voters.includes(request.id)) return { ok: false, code: 'RAFTVIP_MEMBERSHIP_INVALID', message: `${request.id} is already a voter` };
+      if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(request.id)) {
+        return { ok: false, code: 'RAFTVIP_MEMBERSHIP_INVALID', message: `"${request.id}" is not a valid peer id` };
+      }
+      const known = this.peerAddress(request.id);
+      const address = request.address ?? known;
+      if (address === null) {
+        return { ok: false, code: 'RAFTVIP_MEMBERSHIP_INVALID', message: `no address known for ${request.id}: give --address HOST:PORT` };
+      }
+      const parsed = parseHostPort(address);
+      if (!parsed.ok) return { ok: false, code: 'RAFTVIP_MEMBERSHIP_INVALID', message: `bad address for ${request.id}: ${parsed.message}` };
+      if (address !== known) {
+        const put = await driver.propose(encodeCommand({ op: 'put', key: `${peerAddressKeyPrefix}${request.id}`, value: parsed.value.address }), {
+          timeoutMs: membershipCommitTimeoutMs,
+        });
+        if (!put.ok) return put;
+      }
+      const result = await driver.proposeMembership({ voters: [...voters, request.id].map(nodeId) }, { timeoutMs: membershipCommitTimeoutMs });
+      return result.ok ? { ok: true, index: result.index, voters: [...voters, request.id] } : result;
+    }
+    if (!voters.includes(request.id)) return { ok: false, code: 'RAFTVIP_MEMBERSHIP_INVALID', message: `${request.id} is not a voter` };
+    const next = voters.filter((v) => v !== request.id);
+    const result = await driver.proposeMembership({ voters: next.map(nodeId) }, { timeoutMs: membershipCommitTimeoutMs });
+    return result.ok ? { ok: true, index: result.index, voters: next } : result;
+  }
+
   private adminView(): AdminView {
     return {
       status: () => this.status(),
@@ -212,6 +284,7 @@ export class Daemon {
         this.refreshMetrics();
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
+      changeMembers: (request) => this.changeMembers(request),
       transferLeadership: async (to) => {
         const driver = this.driver;
         if (!driver) return { ok: false, code: 'RAFTVIP_STOPPED', message: 'not running' };
@@ -240,6 +313,10 @@ export class Daemon {
     for (const [peer, rtt] of driver.peerRttMs()) this.metrics.peerRttSeconds.set({ peer }, rtt / 1000);
   }
 }
+
+export type MembersResult =
+  | { ok: true; index: number; voters: string[] }
+  | { ok: false; code: string; message: string };
 
 export interface DaemonStatus {
   id: string;

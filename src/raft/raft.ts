@@ -895,8 +895,12 @@ export class Raft {
     for (const voter of this.membership.voters) {
       if (voter !== this.id && !this.progress.has(voter)) this.progress.set(voter, this.newProgress(true));
     }
+    // A removed voter keeps receiving appends until its removal commits, so that it learns of
+    // it (and stops calling itself a member) instead of being cut off mid-change. Its answers
+    // count for nothing: commit, lease and check-quorum only look at the voters.
+    const removalCommitted = this.membershipIndex <= this.log.commitIndex;
     for (const id of [...this.progress.keys()]) {
-      if (!this.membership.voters.includes(id)) this.progress.delete(id);
+      if (!this.membership.voters.includes(id) && removalCommitted) this.progress.delete(id);
     }
     if (this.transferee !== null && !this.membership.voters.includes(this.transferee)) this.abortTransfer();
   }
@@ -915,8 +919,10 @@ export class Raft {
     const candidate = matches[quorumOf(matches.length) - 1] ?? 0;
     // §5.4.2: only entries of the current term are committed by counting replicas.
     if (candidate > this.log.commitIndex && this.log.termAt(candidate) === this.currentTerm) {
+      const before = this.log.commitIndex;
       this.log.commitTo(candidate);
       this.broadcastAppend();
+      if (before < this.membershipIndex && this.membershipIndex <= candidate) this.syncProgress();
     }
   }
 

@@ -15,6 +15,7 @@
 // (log sink, randomness for back-off jitter, the message callback) are injected.
 
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { Message, NodeId } from '../raft/types.js';
 import { FrameDecoder, nodeIdLengthMax } from './frame-codec.js';
@@ -29,6 +30,7 @@ import {
   peerAuthFailed,
   peerConnectionsExceeded,
   peerProtocolViolation,
+  summarizeSocketError,
   type PeerConnectionError,
 } from './transport-errors.js';
 import {
@@ -37,6 +39,8 @@ import {
   keepAliveInitialDelayMs,
   listenTimeoutMs,
   peerLinksMax,
+  refusalKeysMax,
+  refusalWarningIntervalMs,
   stopTimeoutMs,
 } from './transport-limits.js';
 
@@ -92,8 +96,10 @@ interface InboundConnection {
   identity: NodeId | null;
 }
 
+/** `address:port` of the other end; 'unknown' once the socket is closed (Node forgets it). */
 function remoteOf(socket: net.Socket): string {
-  const address = socket.remoteAddress ?? 'unknown';
+  const address = socket.remoteAddress;
+  if (address === undefined) return 'unknown';
   return address.includes(':') ? `[${address}]:${socket.remotePort ?? 0}` : `${address}:${socket.remotePort ?? 0}`;
 }
 
@@ -146,6 +152,8 @@ export class PeerTransport {
 
   /** Messages to ids that are not peers. */
   private droppedWithoutPeer = 0;
+  /** When each kind of inbound refusal was last logged as a warning. */
+  private readonly refusalsWarnedAtMs = new Map<string, number>();
   private framesInvalid = 0;
   private handshakesFailed = 0;
   private protocolViolations = 0;
@@ -427,13 +435,34 @@ export class PeerTransport {
     } else if (identity !== undefined && code === 'ERR_SSL_BINDER_DOES_NOT_VERIFY') {
       peer = identity;
       failure = peerAuthFailed(`refused a connection from ${remote} claiming to be ${identity}: wrong pre-shared key`, error);
+    } else if (code === 'ECONNRESET' || code === 'EPIPE') {
+      peer = identity;
+      failure = peerAuthFailed(`a client${remote === 'unknown' ? '' : ` at ${remote}`} hung up during the TLS handshake: it probably does not accept this node's ${this.auth.kind === 'psk' ? 'key' : 'certificate'}`, error);
     } else {
       peer = identity;
-      failure = peerAuthFailed(`TLS handshake from ${remote}${identity === undefined ? '' : ` (identity ${quoteUntrusted(identity)})`} failed: ${error.message.split('\n')[0] ?? ''} (${code})`, error);
+      failure = peerAuthFailed(`TLS handshake from ${remote}${identity === undefined ? '' : ` (identity ${quoteUntrusted(identity)})`} failed: ${summarizeSocketError(error)}`, error);
     }
     const link = peer === undefined ? undefined : this.links.get(peer);
     if (link !== undefined) link.lastError = describeError(failure);
-    this.log('warn', failure.message, { code: failure.code, remote, tlsError: code, ...(peer === undefined ? {} : { peer }) });
+    this.logRefusal(`${failure.code}|${peer ?? socket.remoteAddress ?? remote}|${code}`, failure.message, {
+      code: failure.code,
+      remote,
+      tlsError: code,
+      ...(peer === undefined ? {} : { peer }),
+    });
+  }
+
+  /** Logs an inbound refusal: a warning the first time, debug while it keeps repeating. */
+  private logRefusal(key: string, msg: string, fields: Record<string, unknown>): void {
+    const nowMs = performance.now();
+    const warnedAtMs = this.refusalsWarnedAtMs.get(key);
+    if (warnedAtMs !== undefined && nowMs - warnedAtMs < refusalWarningIntervalMs) {
+      this.log('debug', msg, fields);
+      return;
+    }
+    if (this.refusalsWarnedAtMs.size >= refusalKeysMax) this.refusalsWarnedAtMs.clear();
+    this.refusalsWarnedAtMs.set(key, nowMs);
+    this.log('warn', msg, fields);
   }
 
   private acceptSecure(socket: tls.TLSSocket): void {
@@ -448,7 +477,11 @@ export class PeerTransport {
       socket.destroy();
       const link = peer === undefined ? undefined : this.links.get(peer);
       if (link !== undefined) link.lastError = describeError(failure);
-      this.log('warn', failure.message, { code: failure.code, remote, ...(peer === undefined ? {} : { peer }) });
+      this.logRefusal(`${failure.code}|${peer ?? socket.remoteAddress ?? remote}|${failure.message.replace(remote, '')}`, failure.message, {
+        code: failure.code,
+        remote,
+        ...(peer === undefined ? {} : { peer }),
+      });
     };
     if (this.auth.kind === 'psk') {
       const identity = this.pskIdentities.get(socket);

@@ -13,7 +13,7 @@
 //   meant; a server maps the client certificate to exactly one peer id.
 // - insecure: plain TCP, no authentication; the sender's claimed id is trusted. Only for labs.
 
-import { X509Certificate, constants as cryptoConstants, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { ConnectionOptions, PeerCertificate, TlsOptions } from 'node:tls';
 import type { NodeId } from '../raft/types.js';
 import { TransportOptionError } from './transport-errors.js';
@@ -28,8 +28,6 @@ export type TransportAuth =
 export const pskCipherSuites = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
 /** Both modes speak TLS 1.3 only: every node runs raftvip, so there is no one to downgrade for. */
 export const tlsVersion = 'TLSv1.3';
-/** No session tickets: connections are long-lived and never resumed. */
-const secureOptions = cryptoConstants.SSL_OP_NO_TICKET;
 
 /** A node id as a DNS label, which is what a certificate can name. */
 const dnsLabelPattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -108,7 +106,7 @@ export function serverTlsOptions(
   auth: Exclude<TransportAuth, { kind: 'insecure' }>,
   pskCallback: NonNullable<TlsOptions['pskCallback']>,
 ): TlsOptions {
-  const common: TlsOptions = { minVersion: tlsVersion, maxVersion: tlsVersion, secureOptions };
+  const common: TlsOptions = { minVersion: tlsVersion, maxVersion: tlsVersion };
   switch (auth.kind) {
     case 'psk':
       return { ...common, ciphers: pskCipherSuites, pskCallback };
@@ -119,7 +117,7 @@ export function serverTlsOptions(
 
 /** Options for dialling `peer` (without the socket). */
 export function clientTlsOptions(auth: Exclude<TransportAuth, { kind: 'insecure' }>, self: NodeId, peer: NodeId): ConnectionOptions {
-  const common: ConnectionOptions = { minVersion: tlsVersion, maxVersion: tlsVersion, secureOptions };
+  const common: ConnectionOptions = { minVersion: tlsVersion, maxVersion: tlsVersion };
   switch (auth.kind) {
     case 'psk':
       return {

@@ -36,3 +36,8 @@ export const stopTimeoutMs = 2000;
  * accepts keys up to 512 bytes, longer ones are no stronger. */
 export const pskBytesMin = 32;
 export const pskBytesMax = 256;
+/** A misconfigured peer redials every couple of seconds and is refused every time: the first
+ * refusal per (peer or address, reason) is a warning, repeats within this interval are debug. */
+export const refusalWarningIntervalMs = 60_000;
+/** Distinct refusal keys remembered for that purpose; the memory is cleared when full. */
+export const refusalKeysMax = 256;

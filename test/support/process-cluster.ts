@@ -33,6 +33,7 @@ export interface ClusterNode {
   readonly configFile: string;
   readonly dataDir: string;
   readonly adminPort: number;
+  readonly peerAddress: string;
   process: ChildProcess | null;
   output: string;
 }
@@ -41,7 +42,12 @@ export class ProcessCluster {
   readonly dir: string;
   readonly nodes: ClusterNode[] = [];
 
-  constructor(options: { size: number; basePort?: number; subnet?: number }) {
+  /**
+   * `size` nodes; only the first `initial` (default all) form the cluster and list each other in
+   * their peer files. The others list everybody and are meant to join with `--join` after a
+   * `raftvip members add ID --address ...` on the leader.
+   */
+  constructor(options: { size: number; initial?: number; basePort?: number; subnet?: number }) {
     this.dir = mkdtempSync(join(tmpdir(), 'raftvip-cluster-'));
     const pskFile = join(this.dir, 'psk');
     writeFileSync(pskFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
@@ -49,8 +55,10 @@ export class ProcessCluster {
     const basePort = options.basePort ?? 20000 + Math.floor(Math.random() * 20000);
     const subnet = options.subnet ?? 1 + Math.floor(Math.random() * 200);
     const peers = Array.from({ length: options.size }, (_, i) => ({ id: `n${i + 1}`, address: `127.${subnet}.0.${i + 1}:${basePort + i}` }));
+    const initial = options.initial ?? options.size;
     for (let i = 0; i < options.size; i++) {
       const id = `n${i + 1}`;
+      const listed = i < initial ? peers.slice(0, initial) : peers;
       const dataDir = join(this.dir, id, 'data');
       mkdirSync(join(this.dir, id), { recursive: true });
       const adminPort = basePort + 100 + i;
@@ -61,7 +69,7 @@ export class ProcessCluster {
           'cluster:',
           '  name: test',
           '  peers:',
-          ...peers.map((p) => `    - { id: ${p.id}, address: "${p.address}" }`),
+          ...listed.map((p) => `    - { id: ${p.id}, address: "${p.address}" }`),
           '  auth:',
           `    pskFile: ${pskFile}`,
           'node:',
@@ -76,7 +84,7 @@ export class ProcessCluster {
           '',
         ].join('\n'),
       );
-      this.nodes.push({ id, configFile, dataDir, adminPort, process: null, output: '' });
+      this.nodes.push({ id, configFile, dataDir, adminPort, peerAddress: peers[i]!.address, process: null, output: '' });
     }
   }
 
@@ -86,10 +94,11 @@ export class ProcessCluster {
     return node;
   }
 
-  start(id: string): void {
+  start(id: string, options: { join?: boolean } = {}): void {
     const node = this.node(id);
     if (node.process) throw new Error(`${id} already running`);
-    const child = spawn(process.execPath, [bin, 'run', '--config', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [bin, 'run', '--config', node.configFile, ...(options.join ? ['--join'] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     node.process = child;
     const append = (chunk: Buffer) => {
       node.output += chunk.toString();
@@ -102,8 +111,9 @@ export class ProcessCluster {
     });
   }
 
-  startAll(): void {
-    for (const node of this.nodes) this.start(node.id);
+  /** Start every node that is not running; `only` limits it to those ids. */
+  startAll(only?: readonly string[]): void {
+    for (const node of this.nodes) if (!node.process && (!only || only.includes(node.id))) this.start(node.id);
   }
 
   /** Send a signal to the node's process (by PID) and wait for it to exit. */
