@@ -318,6 +318,19 @@ t.test('PSK: three nodes exchange messages over TLS 1.3', async (t) => {
   t.equal(counters.framesInvalid + counters.handshakesFailed + counters.protocolViolations, 0, 'nothing refused');
   cp1.transport.send(message('cp1', 'cp7'));
   t.equal(cp1.transport.counters().framesDropped, 1, 'a message to a non-peer is dropped and counted');
+
+  // Membership change: cp1 forgets cp3, which loses both directions and is refused from now on.
+  const [, cp2, cp3] = nodes;
+  if (cp2 === undefined || cp3 === undefined) return;
+  const totalsBefore = cp1.transport.counters();
+  cp1.transport.updatePeers([addressOf(cp2)]);
+  t.strictSame(cp1.transport.status().map((s) => s.id), ['cp2']);
+  t.equal(cp1.transport.counters().framesIn, totalsBefore.framesIn, 'totals do not go backwards when a peer is removed');
+  await waitFor(() => cp3.transport.status().find((s) => s.id === 'cp1')?.connected === false, 'cp3 to lose its connection to cp1');
+  cp3.transport.send(message('cp3', 'cp1', 'vote', 77));
+  await waitFor(() => logged(cp1, /PSK identity "cp3" is not a peer/), 'cp1 to refuse cp3');
+  t.equal(cp1.received.filter((m) => m.sentAtTick === 77).length, 0, 'nothing from a removed peer is delivered');
+  await exchange(t, [cp1, cp2], 2);
 });
 
 t.test('mTLS: three nodes exchange messages with certificates naming their ids', async (t) => {

@@ -150,6 +150,8 @@ export class PeerTransport {
   /** PSK identity each handshaking TLS socket presented (set by the PSK callback). */
   private readonly pskIdentities = new WeakMap<tls.TLSSocket, string>();
 
+  /** Counts of links removed by updatePeers, so that the totals never go backwards. */
+  private readonly retired = { framesIn: 0, framesOut: 0, framesDropped: 0 };
   /** Messages to ids that are not peers. */
   private droppedWithoutPeer = 0;
   /** When each kind of inbound refusal was last logged as a warning. */
@@ -184,7 +186,10 @@ export class PeerTransport {
   async start(): Promise<void> {
     if (this.state === 'started') return;
     if (this.state === 'starting' && this.starting !== null) return this.starting;
-    if (this.state === 'stopping' && this.stopping !== null) await this.stopping;
+    if (this.state === 'stopping' && this.stopping !== null) {
+      await this.stopping;
+      return this.start();
+    }
     this.state = 'starting';
     this.starting = this.listen().then(
       (server) => {
@@ -253,9 +258,7 @@ export class PeerTransport {
   }
 
   counters(): TransportCounters {
-    let framesIn = 0;
-    let framesOut = 0;
-    let framesDropped = 0;
+    let { framesIn, framesOut, framesDropped } = this.retired;
     let peersConnected = 0;
     for (const link of this.links.values()) {
       framesIn += link.framesIn;
@@ -291,6 +294,9 @@ export class PeerTransport {
     for (const [id, link] of this.links) {
       if (nextIds.has(id)) continue;
       link.stop();
+      this.retired.framesIn += link.framesIn;
+      this.retired.framesOut += link.framesOut;
+      this.retired.framesDropped += link.framesDropped;
       this.links.delete(id);
       for (const connection of this.inbound) {
         if (connection.identity === id) connection.socket.destroy();
