@@ -41,7 +41,7 @@ t.test('add a host through the log, remove a follower, remove the leader', async
   t.match(offLeader.stderr, /RAFTVIP_NOT_LEADER/, 'with RAFTVIP_NOT_LEADER');
 
   cluster.start('n4', { join: true });
-  await sleep(500);
+  await waitUntil('n4 to answer on its admin API', async () => (await cluster.status('n4')) !== null);
   const waiting = await cluster.status('n4');
   t.same(waiting?.voters, [], 'a joining host knows no members before it is added');
   t.equal((await cluster.admin('n4', '/readyz')).status, 503, 'and is not ready');

@@ -500,11 +500,16 @@ export class PeerTransport {
       this.openInbound(socket, remote, identity as NodeId);
       return;
     }
+    const names = certificateNodeIds(socket.getPeerCertificate().subjectaltname);
     if (!socket.authorized) {
-      refuse(peerAuthFailed(`refused a connection from ${remote}: client certificate not trusted (${String(socket.authorizationError)})`));
+      const claimed = names.length === 0 ? '' : ` naming ${names.join(', ')}`;
+      const claimedPeer = names.length === 1 && this.links.has(names[0] ?? '') ? names[0] : undefined;
+      refuse(
+        peerAuthFailed(`refused a connection from ${remote}: client certificate${claimed} not trusted (${String(socket.authorizationError ?? 'no certificate')}); is it from the cluster CA?`),
+        claimedPeer,
+      );
       return;
     }
-    const names = certificateNodeIds(socket.getPeerCertificate().subjectaltname);
     const peers = names.filter((name) => name !== this.self && this.links.has(name));
     if (peers.length !== 1) {
       const named = names.length === 0 ? 'no node id' : names.join(', ');

@@ -111,7 +111,10 @@ export function serverTlsOptions(
     case 'psk':
       return { ...common, ciphers: pskCipherSuites, pskCallback };
     case 'tls':
-      return { ...common, ca: auth.ca, cert: auth.cert, key: auth.key, requestCert: true, rejectUnauthorized: true };
+      // The chain is verified, but a failure is judged by the transport (socket.authorized)
+      // rather than by Node tearing the socket down silently, so the refusal can be logged
+      // with its reason and the remote address. Nothing is read from an unauthorized socket.
+      return { ...common, ca: auth.ca, cert: auth.cert, key: auth.key, requestCert: true, rejectUnauthorized: false };
   }
 }
 
