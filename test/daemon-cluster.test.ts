@@ -37,7 +37,10 @@ async function settledStatuses(cluster: ProcessCluster, leader: string): Promise
 
 t.test('a 3-node cluster: election, crash failover, restart, planned handover, full restart', async (t) => {
   const cluster = new ProcessCluster({ size: 3 });
-  t.teardown(() => cluster.destroy());
+  t.teardown(async () => {
+    if (!t.passing()) t.comment(cluster.logTail());
+    await cluster.destroy();
+  });
   cluster.startAll();
 
   const first = await cluster.waitForLeader({ timeoutMs: electionBoundMs });
@@ -131,7 +134,10 @@ t.test('a 3-node cluster: election, crash failover, restart, planned handover, f
 
 t.test('a 5-node cluster keeps a leader with two nodes down and loses it with three', async (t) => {
   const cluster = new ProcessCluster({ size: 5 });
-  t.teardown(() => cluster.destroy());
+  t.teardown(async () => {
+    if (!t.passing()) t.comment(cluster.logTail());
+    await cluster.destroy();
+  });
   cluster.startAll();
   const leader = await cluster.waitForLeader({ timeoutMs: electionBoundMs });
   t.ok(leader, `elected ${leader}`);

@@ -31,7 +31,10 @@ async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs 
 
 t.test('add a host through the log, remove a follower, remove the leader', async (t) => {
   const cluster = new ProcessCluster({ size: 4, initial: 3 });
-  t.teardown(() => cluster.destroy());
+  t.teardown(async () => {
+    if (!t.passing()) t.comment(cluster.logTail());
+    await cluster.destroy();
+  });
   cluster.startAll(['n1', 'n2', 'n3']);
   const leader = await cluster.waitForLeader({ timeoutMs: boundMs });
   const follower = ['n1', 'n2', 'n3'].find((id) => id !== leader)!;

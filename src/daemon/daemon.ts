@@ -96,7 +96,15 @@ export class Daemon {
         },
         onApply: (entry: Entry, applied: ClusterState) => {
           // Addresses learnt through `members add` reach the transport as soon as they apply.
-          if (entry.type === 'command' || entry.type === 'membership') this.transport?.updatePeers(this.transportPeers(applied));
+          if (entry.type === 'command' || entry.type === 'membership') {
+            try {
+              this.transport?.updatePeers(this.transportPeers(applied));
+            } catch (error) {
+              // A peer list the transport refuses (say, more peers than it supports) must not
+              // stop Raft: keep the links it has and say why.
+              this.log.error({ err: error instanceof Error ? error.message : String(error), index: entry.index }, 'cannot update the peer links');
+            }
+          }
           if (entry.type === 'membership') this.log.info({ voters: entry.membership.voters, index: entry.index }, `membership applied: ${entry.membership.voters.join(', ')}`);
         },
         onStall: ({ stalledMs }) => {

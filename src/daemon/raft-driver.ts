@@ -8,7 +8,7 @@
 // against the clock, never against how many ticks were processed.
 
 import { performance } from 'node:perf_hooks';
-import { assert } from '../raft/assert.js';
+import { assert, RaftAssertionError } from '../raft/assert.js';
 import { ClusterState } from '../raft/cluster-state.js';
 import type { ProposeResult, Raft, RaftStatus } from '../raft/raft.js';
 import type { Entry, HardState, LogIndex, Membership, Message, NodeId, Ready, Snapshot, Term } from '../raft/types.js';
@@ -260,8 +260,15 @@ export class RaftDriver {
         }
       } while (this.pumpAgain && this.running);
     } catch (error) {
+      if (error instanceof RaftAssertionError) {
+        // A broken invariant: crash, and let systemd restart the process from its storage.
+        process.nextTick(() => {
+          throw error;
+        });
+        return;
+      }
       // A storage failure leaves durability unknown: stop taking part rather than risk
-      // speaking about state that is not on disk. systemd restarts the process.
+      // speaking about state that is not on disk. /healthz turns 503 and says why.
       this.failure = error instanceof Error ? error : new Error(String(error));
       this.running = false;
       this.log('error', 'raft driver stopped', { err: this.failure.message, code: (this.failure as { code?: string }).code });

@@ -1,11 +1,15 @@
 // A cluster of real raftvip daemons for tests: one `bin/raftvip run` process per node, each on
 // its own loopback address (127.0.0.x) with its own data directory and config file, talking
-// TLS-PSK over real TCP. The harness only starts, signals and ends the processes it started, by
-// PID, and reads them through their admin API, as an operator would.
+// TLS-PSK (default) or mutual TLS over real TCP. The harness only starts, signals and ends the
+// processes it started, by PID, and reads them through their admin API, as an operator would.
+//
+// Every node reads its credentials from its own files (psk, or ca.crt/node.crt/node.key) in its
+// directory, holding the cluster's by default, so a test can hand one node a wrong key or a
+// certificate from another CA (setPsk, issueCertificate) and restart it.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,9 +28,16 @@ export interface NodeStatus {
   lastIndex: number;
   lease: { held: boolean; expiresInMs: number | null };
   voters: string[];
-  peers: { id: string; connected: boolean; matchIndex: number | null }[];
+  peers: { id: string; connected: boolean; lastError: string | null; matchIndex: number | null }[];
   vip: { address: string; held: boolean };
 }
+
+/** How the nodes authenticate each other: cluster.auth.pskFile or cluster.auth.tls. */
+export type ClusterAuthKind = 'psk' | 'tls';
+
+/** Which CA signs a node's certificate: the cluster's, or a second CA no other node trusts
+ * (the node is then configured to trust only that one, so it starts but is refused). */
+export type CertificateAuthority = 'cluster' | 'rogue';
 
 export interface ClusterNode {
   readonly id: string;
@@ -34,6 +45,11 @@ export interface ClusterNode {
   readonly dataDir: string;
   readonly adminPort: number;
   readonly peerAddress: string;
+  /** The node's credential files (only those of the cluster's auth kind exist). */
+  readonly pskFile: string;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
   process: ChildProcess | null;
   output: string;
 }
@@ -41,16 +57,23 @@ export interface ClusterNode {
 export class ProcessCluster {
   readonly dir: string;
   readonly nodes: ClusterNode[] = [];
+  readonly auth: ClusterAuthKind;
+  /** The cluster's pre-shared key (psk mode), hex. */
+  readonly pskHex: string;
 
   /**
    * `size` nodes; only the first `initial` (default all) form the cluster and list each other in
    * their peer files. The others list everybody and are meant to join with `--join` after a
    * `raftvip members add ID --address ...` on the leader.
    */
-  constructor(options: { size: number; initial?: number; basePort?: number; subnet?: number }) {
+  constructor(options: { size: number; initial?: number; basePort?: number; subnet?: number; auth?: ClusterAuthKind }) {
     this.dir = mkdtempSync(join(tmpdir(), 'raftvip-cluster-'));
-    const pskFile = join(this.dir, 'psk');
-    writeFileSync(pskFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    this.auth = options.auth ?? 'psk';
+    this.pskHex = randomBytes(32).toString('hex');
+    if (this.auth === 'tls') {
+      makeCertificateAuthority(this.dir, 'cluster-ca');
+      makeCertificateAuthority(this.dir, 'rogue-ca');
+    }
     // Ports from a range picked per run, so two runs on one machine do not collide.
     const basePort = options.basePort ?? 20000 + Math.floor(Math.random() * 20000);
     const subnet = options.subnet ?? 1 + Math.floor(Math.random() * 200);
@@ -63,6 +86,16 @@ export class ProcessCluster {
       mkdirSync(join(this.dir, id), { recursive: true });
       const adminPort = basePort + 100 + i;
       const configFile = join(this.dir, id, 'raftvip.yaml');
+      const files = {
+        pskFile: join(this.dir, id, 'psk'),
+        caFile: join(this.dir, id, 'ca.crt'),
+        certFile: join(this.dir, id, 'node.crt'),
+        keyFile: join(this.dir, id, 'node.key'),
+      };
+      const auth =
+        this.auth === 'psk'
+          ? [`    pskFile: ${files.pskFile}`]
+          : ['    tls:', `      caFile: ${files.caFile}`, `      certFile: ${files.certFile}`, `      keyFile: ${files.keyFile}`];
       writeFileSync(
         configFile,
         [
@@ -71,7 +104,7 @@ export class ProcessCluster {
           '  peers:',
           ...listed.map((p) => `    - { id: ${p.id}, address: "${p.address}" }`),
           '  auth:',
-          `    pskFile: ${pskFile}`,
+          ...auth,
           'node:',
           `  id: ${id}`,
           `  dataDir: ${dataDir}`,
@@ -84,8 +117,34 @@ export class ProcessCluster {
           '',
         ].join('\n'),
       );
-      this.nodes.push({ id, configFile, dataDir, adminPort, peerAddress: peers[i]!.address, process: null, output: '' });
+      this.nodes.push({ id, configFile, dataDir, adminPort, peerAddress: peers[i]!.address, ...files, process: null, output: '' });
+      if (this.auth === 'psk') this.setPsk(id, null);
+      else this.issueCertificate(id, { authority: 'cluster' });
     }
+  }
+
+  /** Writes `hex` (null: the cluster's key) as the node's key file; read at its next start. */
+  setPsk(id: string, hex: string | null): void {
+    if (this.auth !== 'psk') throw new Error('setPsk needs a psk cluster');
+    writeFileSync(this.node(id).pskFile, `${hex ?? this.pskHex}\n`, { mode: 0o600 });
+  }
+
+  /** Gives the node a fresh key and a certificate naming it (subjectAltName DNS:<id>) signed by
+   * `authority`, and makes that CA the only one it trusts; read at its next start. */
+  issueCertificate(id: string, options: { authority: CertificateAuthority }): void {
+    if (this.auth !== 'tls') throw new Error('issueCertificate needs a tls cluster');
+    const node = this.node(id);
+    const ca = `${options.authority}-ca`;
+    const work = join(this.dir, id);
+    const ext = join(work, 'node.ext');
+    writeFileSync(ext, `subjectAltName=DNS:${id}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n`);
+    openssl(work, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', node.keyFile, '-out', join(work, 'node.csr'), '-subj', `/CN=${id}`]);
+    openssl(work, [
+      'x509', '-req', '-in', join(work, 'node.csr'), '-CA', join(this.dir, `${ca}.crt`), '-CAkey', join(this.dir, `${ca}.key`),
+      '-CAcreateserial', '-out', node.certFile, '-days', '2', '-extfile', ext,
+    ]);
+    chmodSync(node.keyFile, 0o600);
+    copyFileSync(join(this.dir, `${ca}.crt`), node.caFile);
   }
 
   node(id: string): ClusterNode {
@@ -179,10 +238,30 @@ export class ProcessCluster {
     await Promise.all(this.nodes.map((n) => (n.process ? this.signal(n.id, 'SIGKILL').catch(() => null) : null)));
   }
 
+  /** The last lines each node logged, for a failing test's report. */
+  logTail(lines = 40): string {
+    return this.nodes
+      .map((n) => `--- ${n.id}\n${n.output.trimEnd().split('\n').slice(-lines).join('\n')}`)
+      .join('\n');
+  }
+
   async destroy(): Promise<void> {
     await this.stopAll();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function openssl(cwd: string, args: readonly string[]): void {
+  execFileSync('openssl', args, { cwd, timeout: 10_000, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** `<name>.crt` and `<name>.key` in `dir`: a self-signed EC P-256 CA valid for two days. */
+function makeCertificateAuthority(dir: string, name: string): void {
+  openssl(dir, [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=raftvip-test-${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
 }
 
 export function sleep(ms: number): Promise<void> {
