@@ -7,6 +7,7 @@
 
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProcessCluster, repoRoot, sleep, type NodeStatus } from './support/process-cluster.js';
 
@@ -68,6 +69,14 @@ t.test('a 3-node cluster: election, crash failover, restart, planned handover, f
   t.equal(table.code, 0, 'raftvip status exits 0');
   t.match(table.stdout, new RegExp(`role\\s+leader, term ${leaderStatus.term}`), 'status shows the role and term');
   t.match(table.stdout, /lease\s+held/, 'status shows the lease');
+  // status never opens the secret: a copy of the file naming a missing PSK still works (as a
+  // user without read access to the 0600 key would see it).
+  const copy = join(cluster.dir, 'status-only.yaml');
+  writeFileSync(copy, readFileSync(cluster.node(first).configFile, 'utf8').replace(/pskFile: .*/, 'pskFile: /nonexistent/psk'));
+  const unprivileged = await runCli(['status', '--config', copy]);
+  t.equal(unprivileged.code, 0, `status works without reading the secret (${unprivileged.stderr.trim()})`);
+  const check = await runCli(['config', 'check', copy]);
+  t.equal(check.code, 1, 'while config check still insists on it');
   const json = await runCli(['status', '--json', '--config', cluster.node(first).configFile]);
   const parsed = JSON.parse(json.stdout) as NodeStatus;
   for (const key of ['id', 'role', 'term', 'leader', 'commitIndex', 'vip', 'peers', 'loadBalancer']) t.ok(key in parsed, `status --json has ${key}`);

@@ -38,7 +38,7 @@ export function addDaemonCommands(parser: Argv, context: CommandContext): void {
         .strict(),
     async (argv) => {
       await context.run(async () => {
-        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined });
+        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined, readSecrets: false });
         const response = await adminRequest(config.admin, 'GET', '/status');
         if (response.status !== 200) {
           context.writeError(`raftvip: the admin API answered ${response.status}: ${response.text.trim()}`);
@@ -60,7 +60,7 @@ export function addDaemonCommands(parser: Argv, context: CommandContext): void {
         .strict(),
     async (argv) => {
       await context.run(async () => {
-        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined });
+        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined, readSecrets: false });
         const status = JSON.parse((await adminRequest(config.admin, 'GET', '/status')).text) as DaemonStatus;
         if (status.role !== 'leader') {
           context.writeError(
@@ -95,7 +95,7 @@ function addMembersCommand(parser: Argv, context: CommandContext): void {
         .strict(),
     async (argv) => {
       await context.run(async () => {
-        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined });
+        const config = await loadConfig(String(argv.config), { nodeId: argv['node-id'] as string | undefined, readSecrets: false });
         const body = JSON.stringify({ action: argv.action, id: argv.id, ...(argv.address !== undefined ? { address: argv.address } : {}) });
         const response = await adminRequest(config.admin, 'POST', '/members', body, { timeoutMs: 15_000 });
         const result = JSON.parse(response.text) as { ok: boolean; voters?: string[]; index?: number; code?: string; message?: string };

@@ -23,8 +23,26 @@ export async function readAuthFiles(options: {
   /** Relative paths are resolved against this (the peer file's directory). */
   baseDir: string;
   reader: YamlReader;
+  /** False for commands that only talk to the local admin API: the secret files are named but
+   * neither opened nor checked (the PSK comes back empty), so they run without root. */
+  readSecrets?: boolean;
 }): Promise<ConfigAuth | undefined> {
   const { auth, baseDir, reader } = options;
+  if (options.readSecrets === false) {
+    switch (auth.kind) {
+      case 'insecure':
+        return { kind: 'insecure' };
+      case 'psk':
+        return { kind: 'psk', pskFile: resolve(baseDir, auth.pskFile.value), psk: Buffer.alloc(0) };
+      case 'tls':
+        return {
+          kind: 'tls',
+          caFile: resolve(baseDir, auth.caFile.value),
+          certFile: resolve(baseDir, auth.certFile.value),
+          keyFile: resolve(baseDir, auth.keyFile.value),
+        };
+    }
+  }
   switch (auth.kind) {
     case 'insecure':
       return { kind: 'insecure' };

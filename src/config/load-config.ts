@@ -32,6 +32,10 @@ export interface LoadConfigOptions {
   /** The host's IP addresses, to find which peer is this host when neither the file nor
    * `nodeId` says. Default: every address in os.networkInterfaces(). */
   readonly localAddresses?: () => readonly string[];
+  /** Default true. False skips opening the secret files (see readAuthFiles): for `status`,
+   * `transfer-leadership` and `members`, which need only the admin address. Never for the
+   * daemon or `config check`. */
+  readonly readSecrets?: boolean;
 }
 
 /**
@@ -99,7 +103,7 @@ export async function parseConfigText(text: string, file: string, options: LoadC
 
   const draft = readConfigDocument(reader, doc.contents);
   const auth =
-    draft.auth === undefined ? undefined : await readAuthFiles({ auth: draft.auth, baseDir: dirname(resolve(file)), reader });
+    draft.auth === undefined ? undefined : await readAuthFiles({ auth: draft.auth, baseDir: dirname(resolve(file)), reader, readSecrets: options.readSecrets ?? true });
   // Which peer is local is only worth asking of a file that parsed: with YAML errors the peer
   // list may be a fragment, and the answer would be noise next to the real problem.
   const id = doc.errors.length > 0 ? undefined : resolveNodeId({ draft, reader, options });
