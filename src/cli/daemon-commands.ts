@@ -15,7 +15,6 @@ export interface CommandContext {
 export const adminRequestTimeoutMs = 3000;
 
 export function addDaemonCommands(parser: Argv, context: CommandContext): void {
-  addMembersCommand(parser, context);
   parser.command(
     'run',
     'Run the raftvip daemon in the foreground (systemd runs this). SIGTERM hands leadership over first',
@@ -52,7 +51,7 @@ export function addDaemonCommands(parser: Argv, context: CommandContext): void {
   );
   parser.command(
     'transfer-leadership',
-    'Hand leadership to another voter (the most up-to-date one unless --to is given); the VIP moves with it',
+    'Hand leadership and its lease to another voter (the most up-to-date one unless --to is given); run on the leader',
     (transfer) =>
       transfer
         .option('to', { type: 'string', requiresArg: true, describe: 'The peer id to hand over to' })
@@ -79,7 +78,7 @@ export function addDaemonCommands(parser: Argv, context: CommandContext): void {
         return exitCode.ok;
       });
     },
-  );
+  );  addMembersCommand(parser, context);
 }
 
 function addMembersCommand(parser: Argv, context: CommandContext): void {
