@@ -3,44 +3,19 @@
 // directory), rejects unknown commands, unknown options and bad values with exit code 2 and a
 // clear message without doing anything, and hands `sim` over to the simulator.
 
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { runRaftvip } from './support/run-raftvip.js';
 
 // This file runs as dist/test/cli.test.js; the repository root is two levels up.
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const binPath = fileURLToPath(new URL('../../bin/raftvip', import.meta.url));
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
 const simCliPath = fileURLToPath(new URL('../src/sim/cli.js', import.meta.url));
 
-/** A CLI run that has not finished in this time is hung, not slow. */
-const runTimeoutMs = 60_000;
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runRaftvip(args: readonly string[], options: { cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [binPath, ...args], {
-      cwd: options.cwd ?? repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: runTimeoutMs,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 t.test('--help explains raftvip and lists the commands', async (t) => {
   const result = await runRaftvip(['--help']);

@@ -5,12 +5,12 @@
 // with loose permissions or short keys are refused; and that `raftvip config check` and
 // `raftvip generate psk`, run as real processes, behave as documented (exit codes 0/1/2).
 
-import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { runRaftvip } from './support/run-raftvip.js';
 import { ConfigError, ConfigReadError, formatConfigIssue, loadConfig, parseConfigText, type Config } from '../src/config/load-config.js';
 import { peersMax } from '../src/config/config-schema.js';
 import { decodePsk, pskBytesMin } from '../src/config/pre-shared-key.js';
@@ -19,12 +19,9 @@ import { tickMsDefault } from '../src/raft/timing.js';
 
 // This file runs as dist/test/config.test.js; the repository root is two levels up.
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const binPath = join(repoRoot, 'bin/raftvip');
 const fixtures = join(repoRoot, 'test/fixtures/config');
 const examplePath = join(repoRoot, 'config/raftvip.example.yaml');
 
-/** A CLI run that has not finished in this time is hung, not slow. */
-const runTimeoutMs = 60_000;
 
 /** Addresses of a host that is none of the test peers. */
 const noLocalPeer = (): string[] => ['127.0.0.1', '::1'];
@@ -101,27 +98,6 @@ function isDeepFrozen(value: unknown, path = 'config'): string | null {
   return null;
 }
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runRaftvip(args: readonly string[], options: { cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [binPath, ...args], {
-      cwd: options.cwd ?? repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: runTimeoutMs,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** The example, copied next to a fresh 0600 key file that its pskFile now names. */
 function copyExample(t: Teardown): { dir: string; file: string; pskFile: string } {

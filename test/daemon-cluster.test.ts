@@ -6,21 +6,12 @@
 // reports the timings).
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { runRaftvip } from './support/run-raftvip.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProcessCluster, repoRoot, sleep, type NodeStatus } from './support/process-cluster.js';
+import { ProcessCluster, sleep, type NodeStatus } from './support/process-cluster.js';
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/raftvip'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = runRaftvip;
 
 const electionBoundMs = 15_000;
 

@@ -4,22 +4,12 @@
 // the leader removes itself and hands over; each change is refused off the leader.
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { ProcessCluster, repoRoot, sleep } from './support/process-cluster.js';
+import { runRaftvip } from './support/run-raftvip.js';
+import { ProcessCluster, sleep } from './support/process-cluster.js';
 
 const boundMs = 15_000;
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/raftvip'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = runRaftvip;
 
 async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = boundMs): Promise<void> {
   const deadline = Date.now() + timeoutMs;
