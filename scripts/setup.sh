@@ -7,14 +7,16 @@
 #
 # Steps:
 #   1. check Node.js (>= 20.10, as package.json "engines" says) and npm;
-#   2. install missing Debian packages from apt_packages (none yet);
+#   2. install missing Debian packages from apt_packages;
 #   3. `npm ci`, whose `prepare` script compiles the TypeScript into dist/ (see
 #      install_node_modules for the one npm defect it works around).
 set -euo pipefail
 
-# Debian packages later issues need (nftables, iputils-arping, qemu-system-x86, ...). Add names
-# here; only the missing ones are installed, and nothing happens while the list is empty.
-apt_packages=()
+# Debian packages the tests need; later issues add more (nftables, iputils-arping,
+# qemu-system-x86, ...). Only the missing ones are installed.
+#   iproute2: `ip netns` builds the test namespaces, and `ip -j addr` is the independent judge of
+#             what the netlink executor did (test/netlink-addresses.test.ts).
+apt_packages=(iproute2)
 
 node_major_min=20
 node_minor_min=10
