@@ -855,7 +855,10 @@ export class Raft {
   }
 
   private handleTimeoutNow(m: Message): void {
-    if (m.from !== this.leader || !this.promotable()) return;
+    // Only for the transfer our leader is announcing now. A TimeoutNow that arrives after the
+    // leader aborted (and we acknowledged a round without a transferee, which its lease counts)
+    // must not make us vote for ourselves inside our fence.
+    if (m.from !== this.leader || !this.promotable() || this.leaderTransferee !== this.id) return;
     // The leader gave up its lease before sending this; campaign at once, skipping pre-vote.
     this.startElection({ transfer: true });
   }
