@@ -162,6 +162,7 @@ export class Simulation {
   private healProposalIndex: number | null = null;
   /** Mean time between faults: each seed picks a calm, a busy or a stormy fault phase. */
   private readonly faultMeanMs: number;
+  private readonly transferHeavy: boolean;
   private proposalCounter = 0;
   readonly stats: SimStats = {
     events: 0,
@@ -197,6 +198,7 @@ export class Simulation {
     // A quiet run has a healthy network from the start.
     this.healed = this.options.quiet;
     this.faultMeanMs = [100, 300, 600][this.random.nextInt(3)]!;
+    this.transferHeavy = this.random.nextInt(4) === 0;
     this.timingTicks = timingToTicks(timing);
     this.tickMs = timing.tickMs;
     const voters = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
@@ -584,6 +586,12 @@ export class Simulation {
     const n = this.nodes.length;
     const target = this.random.nextInt(n);
     const node = this.nodes[target]!;
+    // A quarter of the seeds hand leadership over far more often: transfers (with their
+    // announcements, aborts and late TimeoutNows) are where lease bugs have hidden.
+    if (this.transferHeavy && this.random.nextFloat() < 0.3) {
+      this.transferLeadership();
+      return;
+    }
     const roll = this.random.nextFloat();
     const electionMs = this.options.timing.electionTimeoutMs;
     if (roll < 0.08) {
