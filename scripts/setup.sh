@@ -87,7 +87,12 @@ install_apt_packages() {
 # ("Missing: NAME@ from lock file"). npm skips them at install time by their os/cpu fields. When
 # the lock file is regenerated, run scripts/lock-platform-packages.py to add them back.
 install_node_modules() {
-  log "npm ci (installs the locked dependencies and compiles TypeScript into dist/)"
+  # The native AF_PACKET shim (binding.gyp) is built by node-gyp during `npm ci`. Build against
+  # the Node.js headers installed with Node itself, so nothing is downloaded.
+  if [[ -z "${npm_config_nodedir:-}" && -f /usr/include/node/node_api.h ]]; then
+    export npm_config_nodedir=/usr
+  fi
+  log "npm ci (installs the locked dependencies, builds the native shim, compiles TypeScript into dist/)"
   (cd "$repo_root" && npm ci --no-audit --no-fund </dev/null) ||
     die "npm ci failed; see its output above."
 }
