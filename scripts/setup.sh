@@ -16,7 +16,7 @@ set -euo pipefail
 # qemu-system-x86, ...). Only the missing ones are installed.
 #   iproute2: `ip netns` builds the test namespaces, and `ip -j addr` is the independent judge of
 #             what the netlink executor did (test/netlink-addresses.test.ts).
-apt_packages=(iproute2)
+apt_packages=(iproute2 openssl)
 
 node_major_min=20
 node_minor_min=10
