@@ -145,6 +145,7 @@ export class PeerTransport {
   private server: net.Server | null = null;
   /** Every accepted TCP socket, handshaking or not, so stop() can close them all. */
   private readonly rawInbound = new Set<net.Socket>();
+  private readonly remoteOfRaw = new WeakMap<net.Socket, string>();
   /** Established inbound connections. */
   private readonly inbound = new Set<InboundConnection>();
   /** PSK identity each handshaking TLS socket presented (set by the PSK callback). */
@@ -392,6 +393,9 @@ export class PeerTransport {
         return;
       }
       this.rawInbound.add(raw);
+      // Node forgets the remote address once a socket closes; a client that hangs up during
+      // the handshake would otherwise be logged (and rate-limited) as "unknown".
+      this.remoteOfRaw.set(raw, remoteOf(raw));
       raw.on('close', () => this.rawInbound.delete(raw));
       // Errors surface on the TLS socket too; this listener only keeps an 'error' on the raw
       // socket from becoming an uncaught exception.
@@ -430,7 +434,10 @@ export class PeerTransport {
 
   private onHandshakeFailed(error: Error & { code?: unknown }, socket: tls.TLSSocket): void {
     this.handshakesFailed++;
-    const remote = remoteOf(socket);
+    // A server-side TLSSocket wraps the raw socket that 'connection' saw (Node keeps it as
+    // `_parent`, not a documented property: fall back to the socket itself).
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    const remote = (raw && this.remoteOfRaw.get(raw)) ?? remoteOf(socket);
     socket.destroy();
     const code = typeof error.code === 'string' ? error.code : 'unknown';
     const identity = this.pskIdentities.get(socket);
