@@ -13,6 +13,7 @@ import { exitCode, type ExitCode } from './exit-code.js';
 import { addDaemonCommands } from './daemon-commands.js';
 import { addGenerateCommand } from './generate-command.js';
 import { addSimCommand } from './sim-command.js';
+import { addVipCommand } from './vip-command.js';
 
 /** Widest help text, in columns, whatever the terminal. */
 const helpWidthColumnsMax = 100;
@@ -35,6 +36,7 @@ const commandNames: Readonly<Record<string, readonly string[]>> = {
   sim: [],
   config: ['check'],
   generate: ['psk'],
+  vip: ['release'],
 };
 
 /**
@@ -103,6 +105,7 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
   addSimCommand(parser, commandContext);
   addConfigCommand(parser, commandContext);
   addGenerateCommand(parser, commandContext);
+  addVipCommand(parser, commandContext);
 
   try {
     await parser.parseAsync();

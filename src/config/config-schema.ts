@@ -84,7 +84,7 @@ export interface Config {
   readonly vip: {
     readonly address: string;
     readonly family: IpFamily;
-    /** null: the interface that holds the route to the VIP's subnet. */
+    /** null: the one interface with an address whose subnet contains the VIP (vip-executor.ts). */
     readonly interface: string | null;
   };
   /** Usable as TimingMs (src/raft/timing.ts); tickMs and clockDriftBound are fixed, not read. */
