@@ -14,65 +14,30 @@
 // otherwise.
 
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { PacketProbeResult } from './support/packet-probe.js';
+import { NetnsSegment, run } from './support/netns-segment.js';
 
 const probePath = fileURLToPath(new URL('./support/packet-probe.js', import.meta.url));
-const commandTimeoutMs = 20_000;
 /** How long the client may take to act on an announcement (measured: ~12 ms). */
 const neighbourUpdateWaitMs = 1_000;
 const neighbourPollIntervalMs = 20;
 const otherMac = '02:00:00:00:00:99';
 
-function run(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: commandTimeoutMs });
-}
-
 if (process.getuid?.() !== 0) {
   t.skip('packet socket tests need root to create network namespaces (CI runs as root)', () => {});
 } else {
-  const prefix = `rvpkt-${randomBytes(4).toString('hex')}`;
-  const holder = `${prefix}-h`;
-  const client = `${prefix}-c`;
-  const subnet = randomInt(1, 255);
+  const segment = new NetnsSegment({ prefix: 'rvpkt', network: 251 });
+  t.teardown(() => segment.destroy());
+  const { holder, client, subnet } = segment;
   const vip = `10.251.${subnet}.100`;
   const vip6 = `fd00:${subnet.toString(16)}::100`;
-
-  const created: string[] = [];
-  const deleteNamespaces = (): void => {
-    while (created.length > 0) {
-      const namespace = created.pop()!;
-      try {
-        run('ip', ['netns', 'del', namespace]);
-      } catch (error) {
-        process.stderr.write(`could not delete network namespace ${namespace}: ${(error as Error).message}\n`);
-      }
-    }
-  };
-  t.teardown(deleteNamespaces);
-  process.once('exit', deleteNamespaces); // also when the test crashes outside tap's control
-
-  for (const namespace of [holder, client]) {
-    run('ip', ['netns', 'add', namespace]);
-    created.push(namespace);
-    run('ip', ['-n', namespace, 'link', 'set', 'lo', 'up']);
-  }
-  run('ip', ['-n', holder, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', client]);
-  run('ip', ['-n', holder, 'addr', 'add', `10.251.${subnet}.1/24`, 'dev', 'v0']);
-  run('ip', ['-n', client, 'addr', 'add', `10.251.${subnet}.2/24`, 'dev', 'v1']);
-  run('ip', ['netns', 'exec', client, 'sysctl', '-qw', 'net.ipv4.conf.v1.arp_accept=1']);
-  run('ip', ['-n', holder, 'link', 'set', 'v0', 'up']);
-  run('ip', ['-n', client, 'link', 'set', 'v1', 'up']);
-
-  const v0Mac = (JSON.parse(run('ip', ['-n', holder, '-j', 'link', 'show', 'v0'])) as { address: string }[])[0]?.address;
+  const v0Mac = segment.holderMac();
   const probe = (...steps: object[]): PacketProbeResult[] =>
     JSON.parse(run('ip', ['netns', 'exec', holder, process.execPath, probePath, JSON.stringify(steps)])) as PacketProbeResult[];
-  const clientEntry = (address: string): string | undefined =>
-    (JSON.parse(run('ip', ['-n', client, '-j', 'neigh', 'show', address, 'dev', 'v1'])) as { lladdr?: string }[])[0]?.lladdr;
+  const clientEntry = (address: string): string | undefined => segment.clientEntry(address);
   /** Polls the client's neighbour table until the entry for `address` holds `mac`. */
   const waitForEntry = async (address: string, mac: string | undefined): Promise<string | undefined> => {
     const deadline = Date.now() + neighbourUpdateWaitMs;

@@ -13,63 +13,32 @@
 // otherwise.
 
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { binPath } from './support/run-raftvip.js';
+import { commandTimeoutMs, NetnsSegment, run } from './support/netns-segment.js';
 
 const probePath = fileURLToPath(new URL('./support/vip-executor-probe.js', import.meta.url));
-const commandTimeoutMs = 20_000;
 /** How long the client may take to act on an announcement (measured: ~12 ms). */
 const neighbourUpdateWaitMs = 1_000;
 const neighbourPollIntervalMs = 20;
 
-function run(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: commandTimeoutMs });
-}
-
 if (process.getuid?.() !== 0) {
   t.skip('VIP executor namespace tests need root to create network namespaces (CI runs as root)', () => {});
 } else {
-  const prefix = `rvexe-${randomBytes(4).toString('hex')}`;
-  const holder = `${prefix}-h`;
-  const client = `${prefix}-c`;
-  const subnet = randomInt(1, 255);
-  const vip = `10.252.${subnet}.100`;
+  const segment = new NetnsSegment({ prefix: 'rvexe', network: 252 });
   const tempDir = mkdtempSync(join(tmpdir(), 'rvexe-'));
-
-  const created: string[] = [];
-  const cleanUp = (): void => {
-    while (created.length > 0) {
-      const namespace = created.pop()!;
-      try {
-        run('ip', ['netns', 'del', namespace]);
-      } catch (error) {
-        process.stderr.write(`could not delete network namespace ${namespace}: ${(error as Error).message}\n`);
-      }
-    }
+  t.teardown(() => {
+    segment.destroy();
     rmSync(tempDir, { recursive: true, force: true });
-  };
-  t.teardown(cleanUp);
-  process.once('exit', cleanUp); // also when the test crashes outside tap's control
-
-  for (const namespace of [holder, client]) {
-    run('ip', ['netns', 'add', namespace]);
-    created.push(namespace);
-    run('ip', ['-n', namespace, 'link', 'set', 'lo', 'up']);
-  }
-  run('ip', ['-n', holder, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', client]);
-  run('ip', ['-n', holder, 'addr', 'add', `10.252.${subnet}.1/24`, 'dev', 'v0']);
-  run('ip', ['-n', client, 'addr', 'add', `10.252.${subnet}.2/24`, 'dev', 'v1']);
-  run('ip', ['netns', 'exec', client, 'sysctl', '-qw', 'net.ipv4.conf.v1.arp_accept=1']);
-  run('ip', ['-n', holder, 'link', 'set', 'v0', 'up']);
-  run('ip', ['-n', client, 'link', 'set', 'v1', 'up']);
-
-  const v0Mac = (JSON.parse(run('ip', ['-n', holder, '-j', 'link', 'show', 'v0'])) as { address: string }[])[0]?.address;
+  });
+  const { holder, subnet } = segment;
+  const vip = `10.252.${subnet}.100`;
+  const v0Mac = segment.holderMac();
   const probe = (...steps: object[]): unknown[] =>
     JSON.parse(run('ip', ['netns', 'exec', holder, process.execPath, probePath, JSON.stringify({ vip, interface: null, steps })])) as unknown[];
   /** Every `address/prefix` on each interface of the holder, as `ip -j addr` reports them. */
@@ -77,8 +46,7 @@ if (process.getuid?.() !== 0) {
     (JSON.parse(run('ip', ['-n', holder, '-j', 'addr'])) as { ifname: string; addr_info: { local: string; prefixlen: number }[] }[]).flatMap(
       (link) => link.addr_info.filter((info) => info.local === vip).map((info) => `${link.ifname} ${info.local}/${info.prefixlen}`),
     );
-  const clientEntry = (): string | undefined =>
-    (JSON.parse(run('ip', ['-n', client, '-j', 'neigh', 'show', vip, 'dev', 'v1'])) as { lladdr?: string }[])[0]?.lladdr;
+  const clientEntry = (): string | undefined => segment.clientEntry(vip);
   const waitForEntry = async (mac: string | undefined): Promise<string | undefined> => {
     const deadline = Date.now() + neighbourUpdateWaitMs;
     for (;;) {
