@@ -3,6 +3,7 @@
 // separate processes. start() and stop() are idempotent; stop() hands leadership over first.
 
 import { randomInt } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { FileStorage } from '../raft/file-storage.js';
 import { ClusterState, encodeCommand } from '../raft/cluster-state.js';
@@ -11,7 +12,8 @@ import { Raft } from '../raft/raft.js';
 import { SeededRandom } from '../raft/random.js';
 import { timingToTicks } from '../raft/timing.js';
 import { nodeId, type Entry, type Message, type NodeId } from '../raft/types.js';
-import { PeerTransport } from '../transport/peer-transport.js';
+import { PeerTransport, type TransportAuth } from '../transport/peer-transport.js';
+import { assert } from '../raft/assert.js';
 import type { Config } from '../config/load-config.js';
 import { readVersion } from '../version.js';
 import { AdminServer, type AdminView, type Verdict } from './admin-server.js';
@@ -66,13 +68,13 @@ export class Daemon {
       persisted,
       ...(this.options.join ? {} : { bootstrap: { voters: config.cluster.peers.map((p) => nodeId(p.id)) } }),
     });
-    const self_ = config.cluster.peers.find((p) => p.id === config.node.id);
-    if (!self_) throw new Error(`node ${config.node.id} is not among the peers`);
+    const ownPeer = config.cluster.peers.find((p) => p.id === config.node.id);
+    assert(ownPeer !== undefined, `node ${config.node.id} is not among the peers (the config loader checks this)`);
     this.transport = new PeerTransport({
       self,
-      listen: { host: self_.host, port: self_.port },
+      listen: { host: ownPeer.host, port: ownPeer.port },
       peers: this.transportPeers(state),
-      auth: config.cluster.auth.kind === 'psk' ? { kind: 'psk', psk: config.cluster.auth.psk } : config.cluster.auth.kind === 'tls' ? await tlsMaterial(config.cluster.auth) : { kind: 'insecure' },
+      auth: await transportAuth(config.cluster.auth),
       onMessage: (message: Message) => this.driver?.receive(message),
       log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
     });
@@ -354,9 +356,20 @@ export interface DaemonStatus {
   loadBalancer: null;
 }
 
-async function tlsMaterial(auth: { caFile: string; certFile: string; keyFile: string }): Promise<{ kind: 'tls'; ca: Buffer; cert: Buffer; key: Buffer }> {
-  const { readFile } = await import('node:fs/promises');
-  return { kind: 'tls', ca: await readFile(auth.caFile), cert: await readFile(auth.certFile), key: await readFile(auth.keyFile) };
+/** The transport's credentials for the configured auth mode (certificates read from disk). */
+async function transportAuth(auth: Config['cluster']['auth']): Promise<TransportAuth> {
+  switch (auth.kind) {
+    case 'psk':
+      return { kind: 'psk', psk: auth.psk };
+    case 'tls':
+      return { kind: 'tls', ca: await readFile(auth.caFile), cert: await readFile(auth.certFile), key: await readFile(auth.keyFile) };
+    case 'insecure':
+      return { kind: 'insecure' };
+    default: {
+      const unreachable: never = auth;
+      throw new Error(`unknown auth ${JSON.stringify(unreachable)}`);
+    }
+  }
 }
 
 /** A config section as plain data for comparison (secrets compared by content). */

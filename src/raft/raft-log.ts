@@ -192,18 +192,15 @@ export class RaftLog {
     this.snapshotMeta = meta;
   }
 
-  /** Replace everything with a snapshot received from the leader (§7). Keeps a matching
-   * suffix, as the paper allows, only when the snapshot's last entry is already in our log. */
+  /** Replace everything with a snapshot received from the leader (§7). Only called when our
+   * log does not hold the snapshot's last entry (otherwise the core just moves the commit
+   * index), so no suffix can be kept: the whole log goes. */
   restore(meta: SnapshotMeta): void {
-    if (this.matchTerm(meta.index, meta.term) && meta.index <= this.lastIndex()) {
-      this.entries = this.entries.slice(meta.index - this.snapshotMeta.index);
-    } else {
-      this.entries = [];
-    }
+    assert(!this.matchTerm(meta.index, meta.term), `restore of a snapshot at ${meta.index} that the log already holds`);
+    this.entries = [];
     this.snapshotMeta = meta;
     this.commitIndex = logIndex(Math.max(this.commitIndex, meta.index));
     this.appliedIndex = meta.index;
-    this.stableIndex = logIndex(Math.min(this.stableIndex, meta.index));
-    if (this.stableIndex < meta.index) this.stableIndex = meta.index;
+    this.stableIndex = meta.index;
   }
 }

@@ -649,9 +649,7 @@ export class Raft {
   private stepMessage(m: Message): void {
     if (m.term > this.currentTerm) {
       if (m.type === 'pre-vote' || m.type === 'vote') {
-        const announced = this.role === 'leader' ? this.transferee : this.leaderTransferee;
-        const bypass = m.transfer === true && m.type === 'vote' && announced !== null && m.from === announced;
-        if (this.isFenced() && !bypass) {
+        if (this.isFenced() && !this.isAnnouncedTransferVote(m)) {
           // Stickiness: we heard from a live leader recently. Ignore the request without even
           // learning its term, so a rejoining node cannot disrupt a healthy cluster.
           return;
@@ -730,13 +728,18 @@ export class Raft {
     return this.fenceElapsed < this.fenceTicks;
   }
 
+  /** The one exception to the fence: a vote sent because of TimeoutNow by the transferee that
+   * our leader announced (or, on the leader itself, the transferee it chose). */
+  private isAnnouncedTransferVote(m: Message): boolean {
+    const announced = this.role === 'leader' ? this.transferee : this.leaderTransferee;
+    return m.transfer === true && m.type === 'vote' && announced !== null && m.from === announced;
+  }
+
   private handleVoteRequest(m: Message): void {
     const responseType = m.type === 'pre-vote' ? 'pre-vote-response' : 'vote-response';
     // The fence holds for requests of our own term too: a response may have moved a fenced
     // follower to a new term without a leader, and a vote in that term must still wait.
-    const announced = this.role === 'leader' ? this.transferee : this.leaderTransferee;
-    const bypass = m.transfer === true && m.type === 'vote' && announced !== null && m.from === announced;
-    if (this.isFenced() && !bypass && !(m.type === 'vote' && this.votedFor === m.from)) {
+    if (this.isFenced() && !this.isAnnouncedTransferVote(m) && !(m.type === 'vote' && this.votedFor === m.from)) {
       this.send({ ...this.reply(m, responseType, { reject: true }) });
       return;
     }

@@ -13,24 +13,13 @@ import { chmodSync, copyFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DaemonStatus } from '../../src/daemon/daemon.js';
 
 export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const bin = join(repoRoot, 'bin/raftvip');
 
-export interface NodeStatus {
-  id: string;
-  role: string;
-  term: number;
-  leader: string | null;
-  votedFor: string | null;
-  commitIndex: number;
-  appliedIndex: number;
-  lastIndex: number;
-  lease: { held: boolean; expiresInMs: number | null };
-  voters: string[];
-  peers: { id: string; connected: boolean; lastError: string | null; matchIndex: number | null }[];
-  vip: { address: string; held: boolean };
-}
+/** What `GET /status` returns: the daemon's own type, so the tests cannot drift from it. */
+export type NodeStatus = DaemonStatus;
 
 /** How the nodes authenticate each other: cluster.auth.pskFile or cluster.auth.tls. */
 export type ClusterAuthKind = 'psk' | 'tls';
