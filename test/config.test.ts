@@ -129,7 +129,7 @@ t.test('the example loads: values, defaults and a deeply frozen result', async (
     t.same(config.cluster.auth.psk, Buffer.from('ab'.repeat(32), 'hex'), 'the key is the decoded hex');
   }
   t.same({ ...config.node }, { id: 'cp1', dataDir: '/var/lib/raftvip' });
-  t.same({ ...config.vip }, { address: '10.0.0.100', family: 4, interface: null });
+  t.same({ ...config.vip }, { address: '10.0.0.100', family: 4, interface: null, enabled: true, announceCount: 3, announceIntervalMs: 100, refreshIntervalMs: 10000, reconcileIntervalMs: 1000 });
   t.same({ ...config.raft }, { tickMs: tickMsDefault, heartbeatIntervalMs: 50, electionTimeoutMs: 200, clockDriftBound: 0.05 });
   t.same({ ...config.admin }, { host: '127.0.0.1', port: 7481 });
   t.same({ ...config.log }, { level: 'info' });
@@ -173,6 +173,11 @@ t.test('every key of the schema is in the example file and in docs/configuration
     'node.dataDir',
     'vip.address',
     'vip.interface',
+    'vip.enabled',
+    'vip.announceCount',
+    'vip.announceIntervalMs',
+    'vip.refreshIntervalMs',
+    'vip.reconcileIntervalMs',
     'raft.heartbeatIntervalMs',
     'raft.electionTimeoutMs',
     'admin.listen',
@@ -408,6 +413,31 @@ const ruleCases: ReadonlyArray<{ name: string; text: string; expected: string | 
     expected: /^test\.yaml:13:14: vip\.interface: "a-very-long-interface-name" is not a network interface name/,
   },
   {
+    name: 'vip.enabled not a boolean',
+    text: `${base}  enabled: "no"\n`,
+    expected: /^test\.yaml:13:12: vip\.enabled: .*true or false/,
+  },
+  {
+    name: 'announceCount out of range',
+    text: `${base}  announceCount: 0\n`,
+    expected: 'test.yaml:13:18: vip.announceCount: must be from 1 to 10, got 0',
+  },
+  {
+    name: 'announceIntervalMs out of range',
+    text: `${base}  announceIntervalMs: 5\n`,
+    expected: 'test.yaml:13:23: vip.announceIntervalMs: must be from 10 to 5000, got 5',
+  },
+  {
+    name: 'refreshIntervalMs neither 0 nor in range',
+    text: `${base}  refreshIntervalMs: 500\n`,
+    expected: 'test.yaml:13:22: vip.refreshIntervalMs: must be from 1000 to 3600000 (or 0 for none), got 500',
+  },
+  {
+    name: 'reconcileIntervalMs out of range',
+    text: `${base}  reconcileIntervalMs: 99\n`,
+    expected: 'test.yaml:13:24: vip.reconcileIntervalMs: must be from 100 to 60000, got 99',
+  },
+  {
     name: 'heartbeat below the minimum',
     text: `${base}raft:\n  heartbeatIntervalMs: 0\n`,
     expected: 'test.yaml:14:24: raft.heartbeatIntervalMs: must be from 10 to 1000, got 0',
@@ -491,7 +521,7 @@ t.test('each rule, broken alone, gives exactly its FILE:line:col: path: message'
   }
 });
 
-t.test('accepted variants: IPv6 everywhere, aliases, a single peer, loopback admin on ::1', async (t) => {
+t.test('accepted variants: IPv6 everywhere, aliases, a single peer, loopback admin on ::1, VIP keys at their limits', async (t) => {
   const config = await parseConfigText(
     [
       'cluster:',
@@ -501,7 +531,7 @@ t.test('accepted variants: IPv6 everywhere, aliases, a single peer, loopback adm
       '      address: "[FD00:0::1]:7480"',
       '  auth: { insecure: true }',
       'node: { id: *me }',
-      'vip: { address: "fd00::100", interface: br0 }',
+      'vip: { address: "fd00::100", interface: br0, enabled: false, announceCount: 1, announceIntervalMs: 5000, refreshIntervalMs: 0, reconcileIntervalMs: 60000 }',
       'raft: { heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }',
       'admin: { listen: "[::1]:9000" }',
       'log: { level: debug }',
@@ -512,7 +542,11 @@ t.test('accepted variants: IPv6 everywhere, aliases, a single peer, loopback adm
   );
   t.equal(config.node.id, 'only', 'node.id read through an alias');
   t.equal(config.cluster.peers[0]?.address, '[fd00::1]:7480', 'canonical IPv6 spelling');
-  t.same({ ...config.vip }, { address: 'fd00::100', family: 6, interface: 'br0' });
+  t.same(
+    { ...config.vip },
+    { address: 'fd00::100', family: 6, interface: 'br0', enabled: false, announceCount: 1, announceIntervalMs: 5000, refreshIntervalMs: 0, reconcileIntervalMs: 60000 },
+    'every VIP key at an edge of its range, refresh off',
+  );
   t.same({ ...config.admin }, { host: '::1', port: 9000 });
   t.equal(config.raft.electionTimeoutMs, 1000);
   t.equal(config.log.level, 'debug');

@@ -227,3 +227,23 @@ t.test('release removes every copy and is idempotent', async (t) => {
   t.equal(sent.length, 0);
   t.equal(executor.counters.releases, 2);
 });
+
+t.test('a lease that lapses while the kernel is being read turns the reconcile into a release', async (t) => {
+  const { executor, addresses, sent } = setup({ addresses: [host, vipOn('eth0')] });
+  // Held when asked first (after list), gone when asked again right before the announcement.
+  let answers = [true, false];
+  const lapsing = (): boolean => answers.shift() ?? false;
+  const result = await executor.reconcile(lapsing);
+  t.same(kinds(result.actions), ['remove-address'], 'released instead of announcing');
+  t.equal(result.held, false);
+  t.equal(sent.length, 0, 'no GARP after the lease ended');
+  t.notOk(addresses.addresses.some((a) => a.address === '10.0.0.100'), 'the copy is gone');
+
+  // Held at the plan, lapsed right before the add: nothing is added.
+  addresses.addresses = [host];
+  answers = [true, false];
+  const second = await executor.reconcile(lapsing);
+  t.same(second.actions, [], 'nothing to release, nothing added');
+  t.notOk(addresses.calls.some((call) => call.startsWith('add')), 'never added');
+  t.equal(executor.held, false);
+});

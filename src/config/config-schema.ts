@@ -21,6 +21,7 @@ import {
   type HostPort,
   type IpFamily,
 } from './host-port.js';
+import { garpBurstCount, garpBurstIntervalMs, garpRefreshIntervalMs } from '../vip/vip-planner.js';
 import { indexPath, type Located, type MapView, type YamlReader } from './yaml-reader.js';
 
 // ---- Limits and defaults -------------------------------------------------------------------
@@ -48,6 +49,18 @@ export type LogLevel = (typeof logLevels)[number];
 export const logLevelDefault: LogLevel = 'info';
 /** Linux IFNAMSIZ (16) less the terminating NUL. */
 export const interfaceNameBytesMax = 15;
+/** VIP announcements (gratuitous ARP / unsolicited NA) per claim: defaults in vip-planner.ts. */
+export const announceCountMin = 1;
+export const announceCountMax = 10;
+export const announceIntervalMsMin = 10;
+export const announceIntervalMsMax = 5000;
+/** 0 turns the periodic refresh off. */
+export const refreshIntervalMsMin = 1000;
+export const refreshIntervalMsMax = 3_600_000;
+/** How often the VIP is re-read from the kernel and converged (a VIP deleted by hand comes back). */
+export const reconcileIntervalMsDefault = 1000;
+export const reconcileIntervalMsMin = 100;
+export const reconcileIntervalMsMax = 60_000;
 
 // ---- The result ----------------------------------------------------------------------------
 
@@ -86,6 +99,14 @@ export interface Config {
     readonly family: IpFamily;
     /** null: the one interface with an address whose subnet contains the VIP (vip-executor.ts). */
     readonly interface: string | null;
+    /** false: a dry run; raftvip elects and reports who would hold the VIP, touching no address. */
+    readonly enabled: boolean;
+    /** Announcements per claim, the first one at once. */
+    readonly announceCount: number;
+    readonly announceIntervalMs: number;
+    /** 0: no periodic refresh. */
+    readonly refreshIntervalMs: number;
+    readonly reconcileIntervalMs: number;
   };
   /** Usable as TimingMs (src/raft/timing.ts); tickMs and clockDriftBound are fixed, not read. */
   readonly raft: TimingMs;
@@ -136,7 +157,9 @@ const peerSpec = { keys: ['id', 'address'] } as const;
 const authSpec = { keys: ['pskFile', 'tls', 'insecure'] } as const;
 const tlsSpec = { keys: ['caFile', 'certFile', 'keyFile'] } as const;
 const nodeSpec = { keys: ['id', 'dataDir'] } as const;
-const vipSpec = { keys: ['address', 'interface'] } as const;
+const vipSpec = {
+  keys: ['address', 'interface', 'enabled', 'announceCount', 'announceIntervalMs', 'refreshIntervalMs', 'reconcileIntervalMs'],
+} as const;
 const raftSpec = {
   keys: ['heartbeatIntervalMs', 'electionTimeoutMs'],
   hints: {
@@ -420,8 +443,40 @@ function readVip(
       interfaceName = name.value;
     }
   }
-  if (!valid || address === undefined || family === undefined) return undefined;
-  return { address, family, interface: interfaceName };
+  let enabled = true;
+  if (vip.has('enabled')) {
+    const located = vip.boolean('enabled');
+    if (located === undefined) valid = false;
+    else enabled = located.value;
+  }
+  const ranged = (key: string, fallback: number, min: number, max: number, options: { zeroAllowed?: boolean } = {}): number | undefined => {
+    if (!vip.has(key)) return fallback;
+    const located = vip.integer(key);
+    if (located === undefined) return undefined;
+    if (options.zeroAllowed === true && located.value === 0) return 0;
+    if (located.value < min || located.value > max) {
+      const zero = options.zeroAllowed === true ? ' (or 0 for none)' : '';
+      reader.report({ at: located.node, path: vip.keyPath(key), message: `must be from ${min} to ${max}${zero}, got ${located.value}` });
+      return undefined;
+    }
+    return located.value;
+  };
+  const announceCount = ranged('announceCount', garpBurstCount, announceCountMin, announceCountMax);
+  const announceIntervalMs = ranged('announceIntervalMs', garpBurstIntervalMs, announceIntervalMsMin, announceIntervalMsMax);
+  const refreshIntervalMs = ranged('refreshIntervalMs', garpRefreshIntervalMs, refreshIntervalMsMin, refreshIntervalMsMax, { zeroAllowed: true });
+  const reconcileIntervalMs = ranged('reconcileIntervalMs', reconcileIntervalMsDefault, reconcileIntervalMsMin, reconcileIntervalMsMax);
+  if (
+    !valid ||
+    address === undefined ||
+    family === undefined ||
+    announceCount === undefined ||
+    announceIntervalMs === undefined ||
+    refreshIntervalMs === undefined ||
+    reconcileIntervalMs === undefined
+  ) {
+    return undefined;
+  }
+  return { address, family, interface: interfaceName, enabled, announceCount, announceIntervalMs, refreshIntervalMs, reconcileIntervalMs };
 }
 
 /** The rules of the Linux kernel's dev_valid_name(). */

@@ -19,6 +19,8 @@ import { readVersion } from '../version.js';
 import { AdminServer, type AdminView, type Verdict } from './admin-server.js';
 import { DaemonMetrics } from './metrics.js';
 import { RaftDriver } from './raft-driver.js';
+import { VipController } from './vip-controller.js';
+import { VipExecutor } from '../vip/vip-executor.js';
 
 /** How long a leader that is stopping waits for its transferee to take over. */
 export const stopTransferWaitMsMax = 2000;
@@ -41,6 +43,10 @@ export class Daemon {
   private driver: RaftDriver | null = null;
   private transport: PeerTransport | null = null;
   private admin: AdminServer | null = null;
+  /** null while vip.enabled is false (a dry run) or before start(). */
+  private vip: VipController | null = null;
+  private closeVipResources: (() => void) | null = null;
+  private readonly vipCountersSeen = { claims: 0, releases: 0, announcements: 0, failures: 0 };
   private readonly metrics = new DaemonMetrics({ processMetrics: true });
   private lastLeader: NodeId | null = null;
   private started = false;
@@ -57,7 +63,7 @@ export class Daemon {
     const config = this.config;
     const self = nodeId(config.node.id);
     this.storage = await FileStorage.open(config.node.dataDir, {
-      log: (event) => this.log[event.level]({ ...event, msg: undefined }, event.msg),
+      log: ({ level, msg, ...fields }) => this.log[level](fields, msg),
     });
     const persisted = this.storage.load();
     const state = persisted.snapshot ? ClusterState.restore(persisted.snapshot.data) : new ClusterState();
@@ -78,6 +84,9 @@ export class Daemon {
       onMessage: (message: Message) => this.driver?.receive(message),
       log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
     });
+    // Before Raft starts: find the VIP's interface and remove a copy an earlier life left behind.
+    if (config.vip.enabled) this.vip = await this.startVip();
+    else this.log.warn({ vip: config.vip.address }, 'vip.enabled is false: a dry run, the VIP is never added to any interface');
     this.driver = new RaftDriver({
       raft,
       storage: this.storage,
@@ -85,6 +94,7 @@ export class Daemon {
       state,
       tickMs: config.raft.tickMs,
       log: (level, msg, fields) => this.log[level]({ ...fields }, msg),
+      beforeSend: () => this.vip?.fence(),
       observer: {
         onReady: ({ fsyncMs }) => this.metrics.fsyncSeconds.observe(fsyncMs / 1000),
         onRoleChange: ({ role, term, leader }) => {
@@ -95,6 +105,7 @@ export class Daemon {
             this.lastLeader = leader;
           }
           this.log.info({ role, term, leader }, leader === null ? `${role} in term ${term}, no leader known` : `${role} in term ${term}, leader ${leader}`);
+          this.vip?.kick();
         },
         onApply: (entry: Entry, applied: ClusterState) => {
           // Addresses learnt through `members add` reach the transport as soon as they apply.
@@ -112,11 +123,13 @@ export class Daemon {
         onStall: ({ stalledMs }) => {
           this.metrics.stalls.inc();
           this.log.warn({ stalledMs: Math.round(stalledMs) }, 'woke after a pause longer than the lease: any lease it held has lapsed');
+          this.vip?.kick();
         },
       },
     });
     await this.transport.start();
     this.driver.start();
+    this.vip?.kick();
     this.admin = new AdminServer({
       host: config.admin.host,
       port: config.admin.port,
@@ -143,6 +156,12 @@ export class Daemon {
         while (Date.now() < deadline && driver.status().role === 'leader') await sleep(10);
       }
     }
+    try {
+      await this.vip?.stop();
+    } catch (error) {
+      this.log.error({ err: error instanceof Error ? error.message : String(error) }, 'stopping: could not release the VIP (the unit\'s ExecStopPost runs raftvip vip release)');
+    }
+    this.closeVipResources?.();
     await this.admin?.stop();
     await driver?.stop();
     await this.transport?.stop();
@@ -209,8 +228,70 @@ export class Daemon {
             rttMs: rtt.has(nodeId(p.id)) ? Math.round((rtt.get(nodeId(p.id)) ?? 0) * 100) / 100 : null,
           };
         }),
-      vip: { address: this.config.vip.address, held: false },
+      vip: this.vipStatus(driver.holdsLease()),
       loadBalancer: null,
+    };
+  }
+
+  /** Builds the executor over netlink and the AF_PACKET shim, and starts the controller. */
+  private async startVip(): Promise<VipController> {
+    const config = this.config;
+    // Loaded here: the native shims are only needed when the VIP is managed.
+    const { NetlinkAddresses } = await import('../vip/netlink-addresses.js');
+    const packetSocket = await import('../vip/packet-socket.js');
+    const addresses = new NetlinkAddresses();
+    const vipLog = this.log.child({ component: 'vip' });
+    const executor = new VipExecutor({
+      vip: { address: config.vip.address, family: config.vip.family },
+      interface: config.vip.interface,
+      addresses,
+      openPacketSocket: (interfaceName, protocol) => packetSocket.PacketSocket.open(interfaceName, protocol),
+      hardwareAddress: packetSocket.hardwareAddress,
+      clock: () => performance.now(),
+      log: (level, msg, fields) => vipLog[level]({ ...fields }, msg),
+      announce: {
+        burstCount: config.vip.announceCount,
+        burstIntervalMs: config.vip.announceIntervalMs,
+        refreshIntervalMs: config.vip.refreshIntervalMs === 0 ? Number.POSITIVE_INFINITY : config.vip.refreshIntervalMs,
+      },
+    });
+    const controller = new VipController({
+      executor,
+      lease: {
+        holds: (nowMs) => this.driver?.holdsLease(nowMs) ?? false,
+        expiresAtMs: () => this.driver?.leaseExpiresAtMs() ?? null,
+      },
+      clock: () => performance.now(),
+      reconcileIntervalMs: config.vip.reconcileIntervalMs,
+      log: (level, msg, fields) => vipLog[level]({ ...fields }, msg),
+      onReconciled: (held) => this.metrics.vipHeld.set(held ? 1 : 0),
+    });
+    this.closeVipResources = () => addresses.close();
+    try {
+      await controller.start();
+    } catch (error) {
+      executor.close();
+      addresses.close();
+      throw error;
+    }
+    this.log.info({ vip: config.vip.address, interface: controller.status().interface }, `managing VIP ${config.vip.address} on ${controller.status().interface}`);
+    return controller;
+  }
+
+  private vipStatus(leaseHeld: boolean): VipStatus {
+    const status = this.vip?.status();
+    const lastError = status?.lastError ?? null;
+    return {
+      address: this.config.vip.address,
+      managed: this.vip !== null,
+      held: status?.held ?? false,
+      leaseHeld,
+      interface: status?.interface ?? this.config.vip.interface,
+      claims: status?.counters.claims ?? 0,
+      releases: status?.counters.releases ?? 0,
+      announcements: status?.counters.announcements ?? 0,
+      reconcileFailures: status?.reconcileFailures ?? 0,
+      lastError: lastError === null ? null : { code: lastError.code, message: lastError.message, agoMs: Math.round(performance.now() - lastError.atMs) },
     };
   }
 
@@ -321,6 +402,16 @@ export class Daemon {
       this.metrics.framesDropped.set({ peer: peer.id }, peer.framesDropped);
     }
     for (const [peer, rtt] of driver.peerRttMs()) this.metrics.peerRttSeconds.set({ peer }, rtt / 1000);
+    const vip = this.vip?.status();
+    if (vip) {
+      this.metrics.vipHeld.set(vip.held ? 1 : 0);
+      const seen = this.vipCountersSeen;
+      this.metrics.vipClaims.inc(vip.counters.claims - seen.claims);
+      this.metrics.vipReleases.inc(vip.counters.releases - seen.releases);
+      this.metrics.vipAnnouncements.inc(vip.counters.announcements - seen.announcements);
+      this.metrics.vipReconcileFailures.inc(vip.reconcileFailures - seen.failures);
+      Object.assign(seen, vip.counters, { failures: vip.reconcileFailures });
+    }
   }
 }
 
@@ -352,8 +443,24 @@ export interface DaemonStatus {
     replication: string | null;
     rttMs: number | null;
   }[];
-  vip: { address: string; held: boolean };
+  vip: VipStatus;
   loadBalancer: null;
+}
+
+export interface VipStatus {
+  address: string;
+  /** false: vip.enabled is false, a dry run; `held` is then always false. */
+  managed: boolean;
+  /** The VIP is on this host's interface (as of the last reconcile). */
+  held: boolean;
+  /** This node holds the lease, so it should hold the VIP (in a dry run: would). */
+  leaseHeld: boolean;
+  interface: string | null;
+  claims: number;
+  releases: number;
+  announcements: number;
+  reconcileFailures: number;
+  lastError: { code: string | null; message: string; agoMs: number } | null;
 }
 
 /** The transport's credentials for the configured auth mode (certificates read from disk). */

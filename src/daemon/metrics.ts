@@ -60,6 +60,28 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  readonly vipHeld = new Gauge({
+    name: 'raftvip_vip_held',
+    help: '1 while the VIP is on this host\'s interface (as of the last reconcile)',
+    registers: [this.registry],
+  });
+  readonly vipClaims = new Counter({ name: 'raftvip_vip_claims_total', help: 'Times this host added the VIP (with the lease)', registers: [this.registry] });
+  readonly vipReleases = new Counter({
+    name: 'raftvip_vip_releases_total',
+    help: 'Copies of the VIP this host removed without the lease (lease lapsed, step-down, stop, stray copies)',
+    registers: [this.registry],
+  });
+  readonly vipAnnouncements = new Counter({
+    name: 'raftvip_vip_announcements_total',
+    help: 'VIP announcements sent: a gratuitous ARP request and reply (IPv4) or an unsolicited neighbour advertisement (IPv6)',
+    registers: [this.registry],
+  });
+  readonly vipReconcileFailures = new Counter({
+    name: 'raftvip_vip_reconcile_failures_total',
+    help: 'VIP reconciles that failed (netlink or packet socket errors; see status.vip.lastError)',
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics: boolean }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'raftvip_' });
     for (const role of roles) this.role.set({ role }, 0);

@@ -1,6 +1,6 @@
 // The one place that orders Raft I/O in the daemon: it runs the pure core on a monotonic clock
-// and, for every Ready, persists (one fsync) → sends → applies → advances, nowhere else
-// (STYLE.md rule 2). The simulator drives the core with the same discipline.
+// and, for every Ready, persists (one fsync) → fences the VIP (beforeSend) → sends → applies →
+// advances, nowhere else (STYLE.md rule 2). The simulator drives the core with the same discipline.
 //
 // Time: tick k is due at t0 + k × tickMs on the monotonic clock. Each pump first catches up on
 // every due tick, then steps queued messages, so a process that wakes from a pause or an
@@ -56,6 +56,13 @@ export interface RaftDriverOptions {
   readonly log?: DriverLog;
   readonly observer?: DriverObserver;
   readonly compactAfterEntries?: number;
+  /**
+   * Runs after persisting and before sending each Ready's messages (persist → fence → send →
+   * apply → advance). The daemon takes the VIP down here when the lease is gone, so no message
+   * that lets another node claim it (a TimeoutNow, a vote) leaves this host while it still holds
+   * the address. Return a promise to make the send wait for it.
+   */
+  readonly beforeSend?: () => Promise<void> | void;
 }
 
 export type CommitResult =
@@ -78,6 +85,7 @@ export class RaftDriver {
   private readonly log: DriverLog;
   private readonly observer: DriverObserver;
   private readonly compactAfterEntries: number;
+  private readonly beforeSend: (() => Promise<void> | void) | null;
   private state: ClusterState;
 
   private startedAtMs = 0;
@@ -108,6 +116,7 @@ export class RaftDriver {
     this.log = options.log ?? (() => {});
     this.observer = options.observer ?? {};
     this.compactAfterEntries = options.compactAfterEntries ?? compactAfterEntriesDefault;
+    this.beforeSend = options.beforeSend ?? null;
     assert(this.tickMs > 0, 'tickMs must be positive');
   }
 
@@ -290,6 +299,10 @@ export class RaftDriver {
       await this.storage.save({ hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot });
     }
     const fsyncMs = performance.now() - started;
+    if (ready.messages.length > 0 && this.beforeSend !== null) {
+      const fenced = this.beforeSend();
+      if (fenced !== undefined) await fenced;
+    }
     const sentAtMs = this.clock.nowMs();
     for (const message of ready.messages) {
       if (message.type === 'heartbeat' && message.sentAtTick !== undefined) {

@@ -139,9 +139,13 @@ export class VipExecutor {
     return this.#resolveFrom(await this.#options.addresses.list());
   }
 
-  /** Converges the kernel on the state `leaseHeld` demands. Throws the first action's failure
-   * (NetlinkError, PacketSocketError, VipInterfaceError); the next reconcile starts over. */
-  reconcile(leaseHeld: boolean): Promise<VipReconcileResult> {
+  /** Converges the kernel on the state the lease demands. `lease` is either the answer or a
+   * question asked again right before every add and announcement: if the lease lapsed while the
+   * kernel was being read or written, the reconcile turns into a release instead (an address
+   * must never be added, nor a GARP sent, after the lease ends). Throws the first action's
+   * failure (NetlinkError, PacketSocketError, VipInterfaceError); the next reconcile starts over. */
+  reconcile(lease: boolean | (() => boolean)): Promise<VipReconcileResult> {
+    const leaseHeld = typeof lease === 'function' ? lease : (): boolean => lease;
     return this.#serialise(() => this.#reconcile(leaseHeld));
   }
 
@@ -175,8 +179,9 @@ export class VipExecutor {
     }
   }
 
-  async #reconcile(leaseHeld: boolean): Promise<VipReconcileResult> {
+  async #reconcile(leaseNow: () => boolean): Promise<VipReconcileResult> {
     const observed = await this.#options.addresses.list();
+    const leaseHeld = leaseNow();
     if (!leaseHeld) {
       this.#resetSchedule();
       this.#held = false;
@@ -206,12 +211,14 @@ export class VipExecutor {
           break;
         case 'add-address':
           assert(leaseHeld, 'the VIP planner added the VIP without the lease');
+          if (!leaseNow()) return this.#reconcile(() => false);
           await this.#options.addresses.add({ address: this.#vipAddress, prefixLength: this.#prefixLength, interface: interfaceName });
           this.#counters.claims++;
           this.#options.log('info', 'claimed the VIP', { vip: this.#vipAddress, interface: interfaceName });
           break;
         case 'announce':
           assert(leaseHeld, 'the VIP planner announced the VIP without the lease');
+          if (!leaseNow()) return this.#reconcile(() => false);
           this.#announce(interfaceName);
           this.#lastAnnouncedAtMs = nowMs;
           this.#burstRemaining = action.burstRemaining;

@@ -99,6 +99,9 @@ export class ProcessCluster {
           `  dataDir: ${dataDir}`,
           'vip:',
           `  address: 127.${subnet}.0.100`,
+          // A dry run: these daemons share the host's loopback, whose `lo` must never gain a VIP.
+          // The VIP itself is proven by the namespace lab (test/lab-vip.test.ts).
+          '  enabled: false',
           'admin:',
           `  listen: "127.0.0.1:${adminPort}"`,
           'log:',
