@@ -89,3 +89,16 @@ t.test('sim hands over to the simulator', async (t) => {
   t.match(result.stdout, /seed 1 \(3 nodes\): ok/, 'prints the verdict');
   t.match(result.stdout, /leader in term/, 'prints the trace of a single replayed seed');
 });
+
+t.test('bin/raftvip takes the lean vip-release path for exactly `vip release [--config FILE]`', async (t) => {
+  const { fastVipReleaseArgs } = await import('../src/cli/vip-release.js');
+  t.same(fastVipReleaseArgs(['vip', 'release']), { configFile: '/etc/raftvip/raftvip.yaml' });
+  t.same(fastVipReleaseArgs(['vip', 'release', '--config', 'a.yaml']), { configFile: 'a.yaml' });
+  t.same(fastVipReleaseArgs(['--config=a.yaml', 'vip', 'release']), { configFile: 'a.yaml' });
+  for (const args of [['vip'], ['vip', 'release', '--help'], ['vip', 'release', '--config'], ['release', 'vip'], ['vip', 'release', '--config', 'a', '--config', 'b'], ['vip', 'release', 'x']]) {
+    t.equal(fastVipReleaseArgs(args), null, `full command line for ${args.join(' ')}`);
+  }
+  const missing = await runRaftvip(['vip', 'release', '--config', '/nonexistent/raftvip.yaml']);
+  t.equal(missing.code, 1, 'an unreadable config is exit 1 on the lean path');
+  t.match(missing.stderr, /RAFTVIP_CONFIG_UNREADABLE/);
+});

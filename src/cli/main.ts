@@ -96,7 +96,12 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
         commandExitCode = await action();
       } catch (error) {
         commandExitCode = exitCode.failure;
-        writeError(`raftvip: ${error instanceof Error && error.stack ? error.stack : String(error)}`);
+        // An operating condition (a typed error with a RAFTVIP_* code: no interface for the VIP,
+        // netlink refused, a corrupt log) is one line that says what to do; anything else is a
+        // bug, and its stack is what the bug report needs.
+        const code = (error as { code?: unknown } | null)?.code;
+        if (error instanceof Error && typeof code === 'string' && code.startsWith('RAFTVIP_')) writeError(`raftvip: ${error.message} (${code})`);
+        else writeError(`raftvip: ${error instanceof Error && error.stack ? error.stack : String(error)}`);
       }
     },
     writeError,
