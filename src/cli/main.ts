@@ -12,6 +12,7 @@ import { addConfigCommand } from './config-command.js';
 import { exitCode, type ExitCode } from './exit-code.js';
 import { addDaemonCommands } from './daemon-commands.js';
 import { addGenerateCommand } from './generate-command.js';
+import { addLabCommand } from './lab-command.js';
 import { addSimCommand } from './sim-command.js';
 import { addVipCommand } from './vip-command.js';
 
@@ -37,6 +38,7 @@ const commandNames: Readonly<Record<string, readonly string[]>> = {
   config: ['check'],
   generate: ['psk'],
   vip: ['release'],
+  lab: ['demo'],
 };
 
 /**
@@ -100,7 +102,7 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
         // netlink refused, a corrupt log) is one line that says what to do; anything else is a
         // bug, and its stack is what the bug report needs.
         const code = (error as { code?: unknown } | null)?.code;
-        if (error instanceof Error && typeof code === 'string' && code.startsWith('RAFTVIP_')) writeError(`raftvip: ${error.message} (${code})`);
+        if (error instanceof Error && typeof code === 'string' && /^(RAFTVIP|LAB)_/.test(code)) writeError(`raftvip: ${error.message} (${code})`);
         else writeError(`raftvip: ${error instanceof Error && error.stack ? error.stack : String(error)}`);
       }
     },
@@ -111,6 +113,7 @@ export async function runCli(argv: readonly string[]): Promise<ExitCode> {
   addConfigCommand(parser, commandContext);
   addGenerateCommand(parser, commandContext);
   addVipCommand(parser, commandContext);
+  addLabCommand(parser, commandContext);
 
   try {
     await parser.parseAsync();
