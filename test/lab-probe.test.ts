@@ -182,3 +182,21 @@ t.test('loss() BPF program and the addressing plan', async (t) => {
   t.equal(labHostIndex('h0'), null);
   t.equal(labHostIndex('c'), null);
 });
+
+t.test('ip -ts monitor lines: the timestamp prefix is split off and read as local time with microseconds', async (t) => {
+  const { splitMonitorTimestamp } = await import('../src/lab/address-monitor.js');
+  const stamped = splitMonitorTimestamp('[2026-11-21T11:43:03.821337] 2: eth0    inet 10.213.0.100/32 scope global eth0');
+  t.equal(stamped.line, '2: eth0    inet 10.213.0.100/32 scope global eth0');
+  t.ok(stamped.wallMs !== null && Math.abs(stamped.wallMs - (new Date(2026, 10, 21, 11, 43, 3).getTime() + 821.337)) < 1e-6, 'local time plus 821.337 ms');
+  t.same(splitMonitorTimestamp('Deleted 2: eth0 inet 10.213.0.100/32'), { line: 'Deleted 2: eth0 inet 10.213.0.100/32', wallMs: null }, 'no prefix: the line as is');
+});
+
+t.test('longestGap: the longest time between consecutive successful completions', async (t) => {
+  const { longestGap } = await import('../src/lab/probe-analysis.js');
+  const attempt = (start: number, end: number, ok: boolean) => ({ start, end, ok, host: ok ? 'h1' : null, error: ok ? null : 'ETIMEDOUT' });
+  const attempts = [attempt(0, 1, true), attempt(5, 6, true), attempt(10, 510, false), attempt(15, 120, true), attempt(125, 126, true), attempt(130, 131, true)];
+  t.equal(longestGap(attempts, 0, 1000), 114, 'from 6 to 120: the failed attempt does not split it');
+  t.equal(longestGap(attempts, 100, 1000), 6, 'only completions inside the window');
+  t.equal(longestGap([attempt(0, 1, true)], 0, 10), null, 'one success is no gap');
+  t.equal(longestGap([], 0, 10), null);
+});

@@ -104,6 +104,19 @@ export interface MonitorAddressLine {
 }
 
 /**
+ * Splits `ip -ts` output's `[2026-11-21T11:43:03.821337] ` prefix (local time, microseconds) from
+ * the line; wallMs is epoch ms with the microseconds as a fraction, null without a prefix.
+ */
+export function splitMonitorTimestamp(text: string): { line: string; wallMs: number | null } {
+  const match = /^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?\]\s*/.exec(text);
+  if (!match) return { line: text, wallMs: null };
+  const seconds = Date.parse(match[1]!); // no zone: local time, as ip prints it
+  if (Number.isNaN(seconds)) return { line: text.slice(match[0].length), wallMs: null };
+  const fraction = match[2] === undefined ? 0 : Number(`0.${match[2]}`) * 1000;
+  return { line: text.slice(match[0].length), wallMs: seconds + fraction };
+}
+
+/**
  * Parses one line of `ip -o monitor address`:
  * `[Deleted ]2: eth0    inet 10.213.0.100/32 scope global eth0\       valid_lft ...`
  * (an `[ADDR]` tag may lead when several objects are monitored). Null for other lines.
@@ -217,6 +230,9 @@ export class VipWatch {
    * counted from here. */
   readonly startedAt: number;
   private readonly network: WatchedHosts;
+  /** Wall-clock ms minus CLOCK_MONOTONIC ms, read once at start (the lab runs for minutes, over
+   * which the two clocks agree to well under a millisecond unless someone steps the clock). */
+  private readonly wallMinusMonotonicMs: number;
   private readonly monitors: Monitor[] = [];
   private readonly recorded: VipAddressEvent[] = [];
   private droppedEvents = 0;
@@ -242,11 +258,15 @@ export class VipWatch {
     this.network = options.network;
     this.vip = canonicalAddress(options.vip ?? labVip);
     this.startedAt = monotonicNowMs();
+    this.wallMinusMonotonicMs = performance.timeOrigin + performance.now() - monotonicNowMs();
     for (const host of this.network.hosts) this.monitors.push(this.spawnMonitor(host));
   }
 
   private spawnMonitor(host: LabHostName): Monitor {
-    const child = spawn('ip', ['-n', this.network.hostNamespace(host), '-o', 'monitor', 'address'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `-ts`: the monitor stamps each event itself when it reads it from its netlink socket, so a
+    // busy controller event loop (a synchronous `ip` call, a burst of lines from another host)
+    // cannot delay or reorder the stamps; they are converted to CLOCK_MONOTONIC (wallToMonotonic).
+    const child = spawn('ip', ['-n', this.network.hostNamespace(host), '-ts', '-o', 'monitor', 'address'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const monitor: Monitor = { host, child, partial: '', exited: false };
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.onChunk(monitor, chunk, monotonicNowMs()));
@@ -265,10 +285,13 @@ export class VipWatch {
     const lines = text.split('\n');
     monitor.partial = lines.pop() ?? '';
     if (monitor.partial.length > monitorLineBytesMax) monitor.partial = '';
-    for (const line of lines) {
+    for (const stamped of lines) {
+      const { line, wallMs } = splitMonitorTimestamp(stamped);
       const parsed = parseMonitorAddressLine(line);
       if (!parsed || parsed.address !== this.vip) continue;
-      this.record({ host: monitor.host, kind: parsed.deleted ? 'deleted' : 'added', interface: parsed.interface, prefixLength: parsed.prefixLength, at });
+      // The monitor's own stamp, unless it is missing or later than the arrival (it cannot be).
+      const stampedAt = wallMs === null ? at : Math.min(at, wallMs - this.wallMinusMonotonicMs);
+      this.record({ host: monitor.host, kind: parsed.deleted ? 'deleted' : 'added', interface: parsed.interface, prefixLength: parsed.prefixLength, at: stampedAt });
     }
   }
 

@@ -27,6 +27,8 @@ export const labNameServerPort = 80;
 
 export interface LabOptions {
   hosts: number;
+  /** The VIP (default the lab's IPv4 VIP; labVip6 for an IPv6 lab). */
+  vipAddress?: string;
   /** Extra keys for every host's vip section (announce timing, ...). */
   vip?: LabClusterOptions['vip'];
   /** Start the client's probe of VIP:80 (default true). */
@@ -65,13 +67,14 @@ export class Lab {
     let watch: VipWatch | null = null;
     let probe: LabProbe | null = null;
     try {
-      watch = await VipWatch.start({ network });
-      cluster = new LabCluster({ network, ...(options.vip === undefined ? {} : { vip: options.vip }) });
+      const vipAddress = options.vipAddress ?? labVip;
+      watch = await VipWatch.start({ network, vip: vipAddress });
+      cluster = new LabCluster({ network, vip: { ...(options.vip ?? {}), address: vipAddress } });
       await cluster.start();
       if (options.probe ?? true) {
         probe = await LabProbe.start({
           network,
-          target: `${labVip}:${labNameServerPort}`,
+          target: vipAddress.includes(':') ? `[${vipAddress}]:${labNameServerPort}` : `${vipAddress}:${labNameServerPort}`,
           ...(options.probeIntervalMs === undefined ? {} : { intervalMs: options.probeIntervalMs }),
           ...(options.probeTimeoutMs === undefined ? {} : { timeoutMs: options.probeTimeoutMs }),
         });
