@@ -198,6 +198,8 @@ export class Daemon {
     const transportPeers = new Map((this.transport?.status() ?? []).map((p) => [p.id as string, p]));
     const progress = new Map(raft.peers.map((p) => [p.id as string, p]));
     const rtt = driver.peerRttMs();
+    // One reading of the clock for both: the lease and the VIP's leaseHeld must agree.
+    const leaseHeld = driver.holdsLease();
     return {
       id: raft.id,
       version: readVersion(),
@@ -209,7 +211,7 @@ export class Daemon {
       commitIndex: raft.commitIndex,
       appliedIndex: raft.appliedIndex,
       lastIndex: raft.lastIndex,
-      lease: { held: driver.holdsLease(), expiresInMs: raft.leaseExpiresInMs },
+      lease: { held: leaseHeld, expiresInMs: raft.leaseExpiresInMs },
       voters: [...raft.membership.voters],
       peers: this.config.cluster.peers
         .filter((p) => p.id !== raft.id)
@@ -228,7 +230,7 @@ export class Daemon {
             rttMs: rtt.has(nodeId(p.id)) ? Math.round((rtt.get(nodeId(p.id)) ?? 0) * 100) / 100 : null,
           };
         }),
-      vip: this.vipStatus(driver.holdsLease()),
+      vip: this.vipStatus(leaseHeld),
       loadBalancer: null,
     };
   }
@@ -264,7 +266,6 @@ export class Daemon {
       clock: () => performance.now(),
       reconcileIntervalMs: config.vip.reconcileIntervalMs,
       log: (level, msg, fields) => vipLog[level]({ ...fields }, msg),
-      onReconciled: (held) => this.metrics.vipHeld.set(held ? 1 : 0),
     });
     this.closeVipResources = () => addresses.close();
     try {

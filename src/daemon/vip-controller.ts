@@ -50,8 +50,6 @@ export interface VipControllerOptions {
   readonly clock: () => number;
   readonly reconcileIntervalMs: number;
   readonly log: VipControllerLog;
-  /** After every reconcile: whether the VIP is held here now. */
-  readonly onReconciled?: (held: boolean) => void;
 }
 
 export interface VipControllerStatus {
@@ -181,7 +179,6 @@ export class VipController {
   #succeeded(result: VipReconcileResult): void {
     if (this.#lastError !== null) this.#options.log('info', 'VIP reconcile works again', { held: result.held });
     this.#lastError = null;
-    this.#options.onReconciled?.(result.held);
   }
 
   #failed(error: unknown): void {

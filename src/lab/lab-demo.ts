@@ -8,7 +8,7 @@
 // outright is removed by the next run (LabNetwork.cleanStale).
 
 import { Lab, sleep } from './lab.js';
-import { labVip } from './lab-network.js';
+import { labClientAddress, labVip } from './lab-network.js';
 import { longestGap } from './probe-analysis.js';
 import { monotonicNowMs } from './monotonic-clock.js';
 
@@ -79,7 +79,7 @@ function banner(lab: Lab): string {
   const lines = [
     `raftvip lab: ${lab.hosts.length} hosts and a client in network namespaces on one bridge (no route out)`,
     ...lab.hosts.map((host) => `  ${host}  ${lab.network.hostAddress(host).padEnd(13)} ${lab.network.hostMac(host)}  namespace ${lab.network.hostNamespace(host)}`),
-    `  client ${'10.213.0.200'.padEnd(13)} namespace ${lab.network.clientNamespace}`,
+    `  client ${labClientAddress.padEnd(13)} namespace ${lab.network.clientNamespace}`,
     `  VIP ${labVip}, each host answers its own name on port 80; the client connects to ${labVip}:80 every ${lab.probe?.intervalMs ?? 5} ms`,
   ];
   return lines.join('\n');
@@ -117,29 +117,45 @@ async function demo(lab: Lab, output: LabOutput, startedAt: number): Promise<num
     live.say(`${steady.leader} was elected and holds the VIP; the client reaches ${steady.leader} on ${labVip}:80`);
 
     const failures = [
-      { name: 'crash', how: 'SIGKILL of its daemon, then `raftvip vip release` as systemd ExecStopPost would', act: (host: string) => lab.crash(host), restart: true },
-      { name: 'power-off', how: 'its link cut and its daemon killed at the same instant', act: (host: string) => lab.powerOff(host), restart: true },
-      { name: 'planned handover', how: 'SIGTERM (systemctl stop): it hands leadership over, then exits', act: (host: string) => lab.terminate(host), restart: true },
-    ] as const;
+      {
+        name: 'crash',
+        how: 'SIGKILL of its daemon, then `raftvip vip release` as systemd ExecStopPost would',
+        act: (host: string) => lab.crash(host),
+        deadCopy: false,
+        restore: (host: string) => lab.cluster.start(host),
+      },
+      {
+        name: 'power-off',
+        how: 'its link cut and its daemon killed at the same instant',
+        act: (host: string) => lab.powerOff(host),
+        deadCopy: true,
+        restore: async (host: string) => {
+          live.say(`powering ${host} on: its daemon starts, finds the VIP it held when it died and removes it`);
+          await lab.powerOn(host);
+        },
+      },
+      {
+        name: 'planned handover',
+        how: 'SIGTERM (systemctl stop): it hands leadership over, then exits',
+        act: (host: string) => lab.terminate(host),
+        deadCopy: false,
+        restore: (host: string) => lab.cluster.start(host),
+      },
+    ];
     for (const failure of failures) {
       await sleep(1000);
       steady = await lab.waitForSteady({ sinceMs: monotonicNowMs() - 500 });
       const old = steady.leader;
       live.say(`\n${failure.name}: ${old} holds the VIP; ${failure.how}`);
       const at = await failure.act(old);
-      const next = await lab.waitForSteady({ sinceMs: at, exclude: [old], ...(failure.name === 'power-off' ? { ignoreHolders: [old] } : {}) });
+      const next = await lab.waitForSteady({ sinceMs: at, exclude: [old], ignoreHolders: failure.deadCopy ? [old] : [] });
       await sleep(settleMs);
       const outageMs = longestGap(lab.probe!.attempts(), at - 200, monotonicNowMs());
       const failed = lab.probe!.failedBetween(at - 200, monotonicNowMs()).length;
       const summary = `${failure.name}: ${old} → ${next.leader}, the client saw an outage of ${outageMs === null ? '?' : outageMs.toFixed(0)} ms (${failed} failed connects)`;
       outages.push(summary);
       live.say(summary);
-      if (failure.name === 'power-off') {
-        live.say(`powering ${old} on: its daemon starts, finds the VIP it held when it died and removes it`);
-        await lab.powerOn(old);
-      } else {
-        await lab.cluster.start(old);
-      }
+      await failure.restore(old);
     }
     await sleep(1000);
     live.stop();

@@ -12,7 +12,7 @@
 // - terminate: SIGTERM (systemctl stop / reboot): the leader hands over, then ExecStopPost;
 // - pause / resume: SIGSTOP / SIGCONT (a VM freeze, a stalled process).
 
-import { LabCluster, type LabClusterOptions } from './lab-cluster.js';
+import { LabCluster, labNameServerPort, type LabClusterOptions } from './lab-cluster.js';
 import { LabNetwork, labVip, type LabHostName } from './lab-network.js';
 import { LabProbe } from './lab-probe.js';
 import { VipWatch } from './address-monitor.js';
@@ -23,7 +23,6 @@ import { monotonicNowMs } from './monotonic-clock.js';
 export const labSteadyTimeoutMs = 20_000;
 /** How long a daemon may take to die after SIGKILL or to hand over and exit after SIGTERM. */
 export const labExitTimeoutMs = 10_000;
-export const labNameServerPort = 80;
 
 export interface LabOptions {
   hosts: number;
