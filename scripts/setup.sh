@@ -16,7 +16,14 @@ set -euo pipefail
 # qemu-system-x86, ...). Only the missing ones are installed.
 #   iproute2: `ip netns` builds the test namespaces, and `ip -j addr` is the independent judge of
 #             what the netlink executor did (test/netlink-addresses.test.ts).
-apt_packages=(iproute2 openssl)
+#   openssl: test certificates for the transport's mTLS and the lab's kube-apiserver stand-ins.
+#   nftables: the nftables data plane drives `nft` (and the lab tests run it on this kernel).
+#   ipvsadm: the independent judge of what the IPVS data plane programmed (in the qemu guest).
+#   qemu-system-x86, linux-image-amd64, busybox-static, kmod: this kernel has no IPVS, so the
+#             IPVS tests boot Debian's kernel under qemu with a busybox initramfs that loads the
+#             virtio/9p modules (kmod's depmod/modinfo resolve their order) and share the host's
+#             root read-only (test/guest/).
+apt_packages=(iproute2 openssl nftables ipvsadm qemu-system-x86 linux-image-amd64 busybox-static kmod)
 
 node_major_min=20
 node_minor_min=10

@@ -9,6 +9,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { resolve } from 'node:path';
 import { describeFsError } from './config-errors.js';
 import type { ConfigAuth, DraftAuth } from './config-schema.js';
+import type { ConfigLoadBalancer, DraftLoadBalancer } from './load-balancer-schema.js';
 import { decodePsk, pskFileSizeBytesMax } from './pre-shared-key.js';
 import type { Located, YamlReader } from './yaml-reader.js';
 
@@ -81,6 +82,56 @@ export async function readAuthFiles(options: {
       return { kind: 'tls', caFile, certFile, keyFile };
     }
   }
+}
+
+/** Reads and checks the files loadBalancer.healthCheck names (caFile, certFile, keyFile) and
+ * returns the section with absolute paths and the files' contents; problems go to `reader`. */
+export async function readHealthCheckFiles(options: {
+  loadBalancer: DraftLoadBalancer;
+  baseDir: string;
+  reader: YamlReader;
+  /** As for readAuthFiles: false names the files without opening them. */
+  readSecrets?: boolean;
+}): Promise<ConfigLoadBalancer | undefined> {
+  const { loadBalancer, baseDir, reader } = options;
+  const draft = loadBalancer.healthCheck;
+  const path = (located: Located<string> | null): string | null => (located === null ? null : resolve(baseDir, located.value));
+  const caFile = path(draft.caFile);
+  const certFile = path(draft.certFile);
+  const keyFile = path(draft.keyFile);
+  const section = (tls: ConfigLoadBalancer['healthCheck']['tls']): ConfigLoadBalancer => ({
+    ...loadBalancer,
+    healthCheck: { ...draft, caFile, certFile, keyFile, tls },
+  });
+  if (options.readSecrets === false || !loadBalancer.enabled) return section({ ca: null, cert: null, key: null });
+
+  const prefix = 'loadBalancer.healthCheck';
+  const read = async (located: Located<string> | null, file: string | null, key: string, secret: boolean): Promise<Buffer | null | undefined> => {
+    if (located === null || file === null) return null;
+    const where = { reader, located, path: `${prefix}.${key}` };
+    const result = await readCheckedFile({ ...where, file, secret, sizeBytesMax: pemFileSizeBytesMax });
+    return result.ok ? result.data : undefined;
+  };
+  const [ca, cert, key] = await Promise.all([
+    read(draft.caFile, caFile, 'caFile', false),
+    read(draft.certFile, certFile, 'certFile', false),
+    read(draft.keyFile, keyFile, 'keyFile', true),
+  ]);
+  let valid = ca !== undefined && cert !== undefined && key !== undefined;
+  if (ca && draft.caFile !== null && caFile !== null) {
+    valid = parseCertificate({ reader, located: draft.caFile, path: `${prefix}.caFile`, file: caFile, data: ca }) !== undefined && valid;
+  }
+  const certificate =
+    cert && draft.certFile !== null && certFile !== null ? parseCertificate({ reader, located: draft.certFile, path: `${prefix}.certFile`, file: certFile, data: cert }) : null;
+  const privateKey =
+    key && draft.keyFile !== null && keyFile !== null ? parsePrivateKey({ reader, located: draft.keyFile, path: `${prefix}.keyFile`, file: keyFile, data: key }) : null;
+  if (certificate === undefined || privateKey === undefined) valid = false;
+  if (certificate && privateKey && draft.keyFile !== null && !certificate.checkPrivateKey(privateKey)) {
+    report({ reader, located: draft.keyFile, path: `${prefix}.keyFile`, message: `${keyFile} is not the private key of the certificate in ${certFile}` });
+    valid = false;
+  }
+  if (!valid || ca === undefined || cert === undefined || key === undefined) return undefined;
+  return section({ ca, cert, key });
 }
 
 interface Where {

@@ -23,6 +23,7 @@ import {
 } from './host-port.js';
 import { garpBurstCount, garpBurstIntervalMs, garpRefreshIntervalMs } from '../vip/vip-planner.js';
 import { indexPath, type Located, type MapView, type YamlReader } from './yaml-reader.js';
+import { readLoadBalancer, type ConfigLoadBalancer, type DraftLoadBalancer } from './load-balancer-schema.js';
 
 // ---- Limits and defaults -------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ export interface Config {
     readonly refreshIntervalMs: number;
     readonly reconcileIntervalMs: number;
   };
+  /** The L4 front end for VIP:port (load-balancer-schema.ts). */
+  readonly loadBalancer: ConfigLoadBalancer;
   /** Usable as TimingMs (src/raft/timing.ts); tickMs and clockDriftBound are fixed, not read. */
   readonly raft: TimingMs;
   readonly admin: { readonly host: string; readonly port: number };
@@ -126,6 +129,7 @@ export interface ConfigDraft {
   readonly nodeId: Located<string> | 'absent' | 'invalid';
   readonly dataDir: string | undefined;
   readonly vip: Config['vip'] | undefined;
+  readonly loadBalancer: DraftLoadBalancer | undefined;
   readonly raft: TimingMs | undefined;
   readonly admin: Config['admin'] | undefined;
   readonly logLevel: LogLevel | undefined;
@@ -151,7 +155,7 @@ export type DraftAuth =
 
 // ---- Key tables ----------------------------------------------------------------------------
 
-const rootSpec = { keys: ['cluster', 'node', 'vip', 'raft', 'admin', 'log'] } as const;
+const rootSpec = { keys: ['cluster', 'node', 'vip', 'loadBalancer', 'raft', 'admin', 'log'] } as const;
 const clusterSpec = { keys: ['name', 'peers', 'auth'] } as const;
 const peerSpec = { keys: ['id', 'address'] } as const;
 const authSpec = { keys: ['pskFile', 'tls', 'insecure'] } as const;
@@ -208,10 +212,12 @@ export function readConfigDocument(reader: YamlReader, root: Node): ConfigDraft 
   }
 
   const vip = top === undefined ? undefined : readVip(reader, top, peerList?.hosts ?? []);
+  const loadBalancer =
+    top === undefined ? undefined : readLoadBalancer(reader, top, { peerHosts: peers?.map((peer) => peer.hostPort.host), vipFamily: vip?.family });
   const raft = top === undefined ? undefined : readRaft(reader, top);
   const admin = top === undefined ? undefined : readAdmin(reader, top);
   const logLevel = top === undefined ? undefined : readLogLevel(reader, top);
-  return { clusterName, peers, peersNode, auth, nodeId, dataDir, vip, raft, admin, logLevel };
+  return { clusterName, peers, peersNode, auth, nodeId, dataDir, vip, loadBalancer, raft, admin, logLevel };
 }
 
 function readLabel(reader: YamlReader, map: MapView, key: string, options: { required: boolean }): Located<string> | undefined {

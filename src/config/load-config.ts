@@ -13,7 +13,7 @@ import { networkInterfaces } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { nodeId as toNodeId } from '../raft/types.js';
-import { readAuthFiles } from './auth-files.js';
+import { readAuthFiles, readHealthCheckFiles } from './auth-files.js';
 import { ConfigError, ConfigReadError, type ConfigIssue } from './config-errors.js';
 import { readConfigDocument, type Config, type ConfigDraft } from './config-schema.js';
 import { canonicalLocalAddress } from './host-port.js';
@@ -107,6 +107,10 @@ export async function parseConfigText(text: string, file: string, options: LoadC
   // Which peer is local is only worth asking of a file that parsed: with YAML errors the peer
   // list may be a fragment, and the answer would be noise next to the real problem.
   const id = doc.errors.length > 0 ? undefined : resolveNodeId({ draft, reader, options });
+  const loadBalancer =
+    draft.loadBalancer === undefined
+      ? undefined
+      : await readHealthCheckFiles({ loadBalancer: draft.loadBalancer, baseDir: dirname(resolve(file)), reader, readSecrets: options.readSecrets ?? true });
 
   const { clusterName, peers, dataDir, vip, raft, admin, logLevel } = draft;
   if (
@@ -117,6 +121,7 @@ export async function parseConfigText(text: string, file: string, options: LoadC
     id === undefined ||
     dataDir === undefined ||
     vip === undefined ||
+    loadBalancer === undefined ||
     raft === undefined ||
     admin === undefined ||
     logLevel === undefined
@@ -141,6 +146,7 @@ export async function parseConfigText(text: string, file: string, options: LoadC
     },
     node: { id: toNodeId(id), dataDir },
     vip,
+    loadBalancer,
     raft,
     admin,
     log: { level: logLevel },
