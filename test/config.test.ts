@@ -154,6 +154,14 @@ t.test('only the required keys: every default applies', async (t) => {
   t.same({ ...config.admin }, { host: '127.0.0.1', port: 7481 });
   t.equal(config.log.level, 'info');
   t.equal(config.vip.interface, null);
+  const lb = config.loadBalancer;
+  t.same(
+    { enabled: lb.enabled, port: lb.port, dataPlane: lb.dataPlane, scheduler: lb.scheduler, fromPeers: lb.backendsFromPeers },
+    { enabled: true, port: 6443, dataPlane: 'auto', scheduler: 'rr', fromPeers: true },
+    'the load balancer is on by default',
+  );
+  t.same(lb.backends.map((backend) => `${backend.address}:${backend.port}/${backend.weight}`), ['192.0.2.1:6443/1', '192.0.2.3:6443/1'], 'backends default to the peers of the VIP\'s family, at 6443');
+  t.match(lb.healthCheck, { type: 'https', path: '/readyz', intervalMs: 500, timeoutMs: 1000, rise: 2, fall: 2, caFile: null, insecureSkipVerify: false });
 });
 
 t.test('every key of the schema is in the example file and in docs/configuration.md', async (t) => {
@@ -178,6 +186,24 @@ t.test('every key of the schema is in the example file and in docs/configuration
     'vip.announceIntervalMs',
     'vip.refreshIntervalMs',
     'vip.reconcileIntervalMs',
+    'loadBalancer.enabled',
+    'loadBalancer.port',
+    'loadBalancer.dataPlane',
+    'loadBalancer.scheduler',
+    'loadBalancer.backends',
+    'loadBalancer.reconcileIntervalMs',
+    'loadBalancer.tcpTimeoutS',
+    'loadBalancer.tcpFinTimeoutS',
+    'loadBalancer.healthCheck.type',
+    'loadBalancer.healthCheck.path',
+    'loadBalancer.healthCheck.intervalMs',
+    'loadBalancer.healthCheck.timeoutMs',
+    'loadBalancer.healthCheck.rise',
+    'loadBalancer.healthCheck.fall',
+    'loadBalancer.healthCheck.caFile',
+    'loadBalancer.healthCheck.certFile',
+    'loadBalancer.healthCheck.keyFile',
+    'loadBalancer.healthCheck.insecureSkipVerify',
     'raft.heartbeatIntervalMs',
     'raft.electionTimeoutMs',
     'admin.listen',
@@ -229,7 +255,7 @@ t.test('YAML syntax errors are reported with their positions, next to schema err
     'syntax-error.yaml:7:1: invalid YAML: Missing closing "quote',
   ]);
   t.same(await issuesOf('a: [1, 2\n'), [
-    'test.yaml:1:1: a: unknown key (known keys here: cluster, node, vip, raft, admin, log)',
+    'test.yaml:1:1: a: unknown key (known keys here: cluster, node, vip, loadBalancer, raft, admin, log)',
     'test.yaml:1:1: cluster: is required; give name, peers and auth',
     'test.yaml:1:1: vip: is required; give address, the virtual IP, e.g. address: 10.0.0.100',
     'test.yaml:2:1: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]',
@@ -237,7 +263,7 @@ t.test('YAML syntax errors are reported with their positions, next to schema err
   t.same(await issuesOf(`${base}---\nmore: 1\n`), ["test.yaml:13:1: invalid YAML: the file holds more than one YAML document ('---'); a peer file is one document"]);
   t.same(await issuesOf(''), ['test.yaml:1:1: the file holds no configuration; it needs at least cluster and vip']);
   t.same(await issuesOf('# only a comment\n'), ['test.yaml:1:1: the file holds no configuration; it needs at least cluster and vip']);
-  t.same(await issuesOf('- a\n- b\n'), ['test.yaml:1:1: the top level must be a map of keys (cluster, node, vip, raft, admin, log), got a list']);
+  t.same(await issuesOf('- a\n- b\n'), ['test.yaml:1:1: the top level must be a map of keys (cluster, node, vip, loadBalancer, raft, admin, log), got a list']);
 });
 
 // One rule broken per case, from the valid base. `expected` is the only issue, exactly.
@@ -245,7 +271,7 @@ const ruleCases: ReadonlyArray<{ name: string; text: string; expected: string | 
   {
     name: 'unknown top-level key, with a suggestion',
     text: `${base}clustr: {}\n`,
-    expected: 'test.yaml:13:1: clustr: unknown key; did you mean cluster? (known keys here: cluster, node, vip, raft, admin, log)',
+    expected: 'test.yaml:13:1: clustr: unknown key; did you mean cluster? (known keys here: cluster, node, vip, loadBalancer, raft, admin, log)',
   },
   {
     name: 'unknown nested key',
@@ -503,6 +529,51 @@ const ruleCases: ReadonlyArray<{ name: string; text: string; expected: string | 
     name: 'log level unknown',
     text: `${base}log:\n  level: verbose\n`,
     expected: 'test.yaml:14:10: log.level: must be one of trace, debug, info, warn, error, got "verbose"',
+  },
+  {
+    name: 'load balancer: unknown scheduler',
+    text: `${base}loadBalancer:\n  scheduler: random\n`,
+    expected: 'test.yaml:14:14: loadBalancer.scheduler: must be one of rr, wrr, lc, wlc, sh, got "random"',
+  },
+  {
+    name: 'load balancer: lc with nftables',
+    text: `${base}loadBalancer:\n  dataPlane: nftables\n  scheduler: lc\n`,
+    expected: "test.yaml:15:14: loadBalancer.scheduler: lc needs IPVS's connection counts; with dataPlane nftables use rr, wrr or sh",
+  },
+  {
+    name: 'load balancer: backend of the wrong family',
+    text: `${base}loadBalancer:\n  backends: [ 10.0.0.11:6443, "[fd00::12]:6443" ]\n`,
+    expected: 'test.yaml:14:31: loadBalancer.backends[1]: fd00::12 is not IPv4 like the VIP; the kernel forwards within one family',
+  },
+  {
+    name: 'load balancer: duplicate backend',
+    text: `${base}loadBalancer:\n  backends: [ 10.0.0.11, "10.0.0.11:6443" ]\n`,
+    expected: 'test.yaml:14:26: loadBalancer.backends[1]: duplicate backend 10.0.0.11:6443 (also at loadBalancer.backends[0])',
+  },
+  {
+    name: 'load balancer: backend weight out of range',
+    text: `${base}loadBalancer:\n  backends: [ { address: 10.0.0.11, weight: 0 } ]\n`,
+    expected: 'test.yaml:14:45: loadBalancer.backends[0].weight: must be from 1 to 65535, got 0',
+  },
+  {
+    name: 'load balancer: caFile and insecureSkipVerify together',
+    text: `${base}loadBalancer:\n  healthCheck: { caFile: /x/ca.crt, insecureSkipVerify: true }\n`,
+    expected: /^test\.yaml:14:\d+: loadBalancer\.healthCheck\.insecureSkipVerify: give caFile .* or insecureSkipVerify: true .*not both$/,
+  },
+  {
+    name: 'load balancer: https-only key on a tcp check',
+    text: `${base}loadBalancer:\n  healthCheck: { type: tcp, path: /readyz }\n`,
+    expected: 'test.yaml:14:35: loadBalancer.healthCheck.path: applies to type https only; remove it, or set type: https',
+  },
+  {
+    name: 'load balancer: client certificate without its key',
+    text: `${base}loadBalancer:\n  healthCheck: { certFile: /x/c.crt }\n`,
+    expected: 'test.yaml:14:28: loadBalancer.healthCheck.keyFile: a client certificate needs both certFile and keyFile; keyFile is missing',
+  },
+  {
+    name: 'load balancer: interval out of range',
+    text: `${base}loadBalancer:\n  healthCheck:\n    intervalMs: 5\n`,
+    expected: 'test.yaml:15:17: loadBalancer.healthCheck.intervalMs: must be from 100 to 60000, got 5',
   },
   {
     name: 'section not a map',

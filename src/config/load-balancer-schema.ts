@@ -71,7 +71,7 @@ export interface ConfigLoadBalancer {
   readonly port: number;
   readonly dataPlane: DataPlaneChoice;
   readonly scheduler: Scheduler;
-  /** The explicit list, or every peer's host at `port` with weight 1. */
+  /** The explicit list, or every peer's host of the VIP's family at `port` with weight 1. */
   readonly backends: readonly ConfigBackend[];
   /** True when `backends` came from the peer list. */
   readonly backendsFromPeers: boolean;
@@ -143,16 +143,17 @@ export function readLoadBalancer(
     backends = readBackends(reader, section, { port: port ?? loadBalancerPortDefault, vipFamily: context.vipFamily });
     if (backends === undefined) valid = false;
   } else if (context.peerHosts !== undefined && port !== undefined) {
+    // Every peer of the VIP's family: the kernel forwards within one family, so a peer known
+    // only by an address of the other family cannot be a backend of this VIP.
     backendsFromPeers = true;
-    backends = context.peerHosts.map((host) => ({ address: host, port, weight: 1 }));
-    const mismatched = context.vipFamily === undefined ? [] : backends.filter((backend) => familyOf(backend.address) !== context.vipFamily);
-    if (enabled === true && mismatched.length > 0) {
+    backends = context.peerHosts
+      .filter((host) => context.vipFamily === undefined || familyOf(host) === context.vipFamily)
+      .map((host) => ({ address: host, port, weight: 1 }));
+    if (enabled === true && backends.length === 0) {
       reader.report({
         at: section?.node ?? top.positionOf('vip'),
         path: 'loadBalancer.backends',
-        message:
-          `the backends default to the peers' hosts, but ${mismatched.map((backend) => backend.address).join(', ')} ` +
-          `${mismatched.length === 1 ? 'is' : 'are'} not IPv${context.vipFamily} like the VIP; list loadBalancer.backends explicitly`,
+        message: `the backends default to the peers' hosts of the VIP's family, but no peer has an IPv${context.vipFamily ?? '?'} address; list loadBalancer.backends explicitly`,
       });
       valid = false;
     }

@@ -21,6 +21,9 @@ import { DaemonMetrics } from './metrics.js';
 import { RaftDriver } from './raft-driver.js';
 import { VipController } from './vip-controller.js';
 import { VipExecutor } from '../vip/vip-executor.js';
+import { HealthChecker, type BackendHealth } from '../lb/health-checker.js';
+import { LoadBalancerController, type LoadBalancerStatus } from '../lb/lb-controller.js';
+import { openDataPlane, removeLeftovers } from '../lb/open-data-plane.js';
 
 /** How long a leader that is stopping waits for its transferee to take over. */
 export const stopTransferWaitMsMax = 2000;
@@ -47,6 +50,9 @@ export class Daemon {
   private vip: VipController | null = null;
   private closeVipResources: (() => void) | null = null;
   private readonly vipCountersSeen = { claims: 0, releases: 0, announcements: 0, failures: 0 };
+  /** null while loadBalancer.enabled is false or before start(). */
+  private loadBalancer: LoadBalancerController | null = null;
+  private readonly lbCountersSeen = { failures: 0, checks: new Map<string, number>(), failedChecks: new Map<string, number>() };
   private readonly metrics = new DaemonMetrics({ processMetrics: true });
   private lastLeader: NodeId | null = null;
   private started = false;
@@ -87,6 +93,9 @@ export class Daemon {
     // Before Raft starts: find the VIP's interface and remove a copy an earlier life left behind.
     if (config.vip.enabled) this.vip = await this.startVip();
     else this.log.warn({ vip: config.vip.address }, 'vip.enabled is false: a dry run, the VIP is never added to any interface');
+    // Also before Raft: the data plane is programmed on every host ahead of time, so this host
+    // forwards from its first packet should it win an election.
+    this.loadBalancer = await this.startLoadBalancer();
     this.driver = new RaftDriver({
       raft,
       storage: this.storage,
@@ -162,6 +171,12 @@ export class Daemon {
       this.log.error({ err: error instanceof Error ? error.message : String(error) }, 'stopping: could not release the VIP (the unit\'s ExecStopPost runs raftvip vip release)');
     }
     this.closeVipResources?.();
+    // After the VIP is gone: no client reaches this host's forwarding any more.
+    try {
+      await this.loadBalancer?.stop();
+    } catch (error) {
+      this.log.error({ err: error instanceof Error ? error.message : String(error) }, 'stopping: could not remove the load balancer\'s kernel state');
+    }
     await this.admin?.stop();
     await driver?.stop();
     await this.transport?.stop();
@@ -180,7 +195,7 @@ export class Daemon {
       this.log.level = next.log.level;
       applied.push(`log.level=${next.log.level}`);
     }
-    const sections = ['cluster', 'node', 'vip', 'raft', 'admin'] as const;
+    const sections = ['cluster', 'node', 'vip', 'loadBalancer', 'raft', 'admin'] as const;
     for (const section of sections) {
       if (JSON.stringify(comparable(next[section])) !== JSON.stringify(comparable(this.config[section]))) needsRestart.push(section);
     }
@@ -231,8 +246,58 @@ export class Daemon {
           };
         }),
       vip: this.vipStatus(leaseHeld),
-      loadBalancer: null,
+      loadBalancer: this.loadBalancer?.status() ?? { enabled: false },
     };
+  }
+
+  /** Picks the data plane, starts the health checks and programs the service (every backend
+   * drained until its first check passes). Disabled: removes what an earlier run programmed. */
+  private async startLoadBalancer(): Promise<LoadBalancerController | null> {
+    const config = this.config;
+    const lb = config.loadBalancer;
+    const lbLog = this.log.child({ component: 'lb' });
+    const log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => lbLog[level]({ ...fields }, msg);
+    const endpoint = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+    if (!lb.enabled) {
+      await removeLeftovers({ except: null, vipAddress: config.vip.address, port: lb.port, log });
+      this.log.warn('loadBalancer.enabled is false: no kernel load balancing; VIP:port reaches whatever listens on the VIP holder');
+      return null;
+    }
+    const dataPlane = await openDataPlane({
+      choice: lb.dataPlane,
+      scheduler: lb.scheduler,
+      vipAddress: config.vip.address,
+      port: lb.port,
+      tcpTimeoutS: lb.tcpTimeoutS,
+      tcpFinTimeoutS: lb.tcpFinTimeoutS,
+      log,
+    });
+    await removeLeftovers({ except: dataPlane.kind, vipAddress: config.vip.address, port: lb.port, log });
+    let controller: LoadBalancerController | null = null;
+    const health = new HealthChecker({
+      backends: lb.backends.map((backend) => ({ address: backend.address, port: backend.port })),
+      options: {
+        type: lb.healthCheck.type,
+        path: lb.healthCheck.path,
+        intervalMs: lb.healthCheck.intervalMs,
+        timeoutMs: lb.healthCheck.timeoutMs,
+        rise: lb.healthCheck.rise,
+        fall: lb.healthCheck.fall,
+        tls: { ...lb.healthCheck.tls, insecureSkipVerify: lb.healthCheck.insecureSkipVerify },
+      },
+      onChange: (backend: BackendHealth) => {
+        const name = endpoint(backend.address, backend.port);
+        if (backend.ready) log('info', `backend ${name} is ready`, { backend: name });
+        else log('warn', `backend ${name} is not ready: ${backend.lastError ?? 'no check has passed yet'}`, { backend: name, err: backend.lastError });
+        controller?.kick();
+      },
+    });
+    controller = new LoadBalancerController({ vipAddress: config.vip.address, config: lb, dataPlane, health, log });
+    await controller.start();
+    log('info', `load balancing ${endpoint(config.vip.address, lb.port)} over ${lb.backends.length} backends with ${dataPlane.kind} (${lb.scheduler})`, {
+      backends: lb.backends.map((backend) => endpoint(backend.address, backend.port)),
+    });
+    return controller;
   }
 
   /** Builds the executor over netlink and the AF_PACKET shim, and starts the controller. */
@@ -413,6 +478,8 @@ export class Daemon {
       this.metrics.vipReconcileFailures.inc(vip.reconcileFailures - seen.failures);
       Object.assign(seen, vip.counters, { failures: vip.reconcileFailures });
     }
+    const lb = this.loadBalancer?.status();
+    if (lb) this.metrics.setLoadBalancer(lb, this.lbCountersSeen);
   }
 }
 
@@ -445,7 +512,7 @@ export interface DaemonStatus {
     rttMs: number | null;
   }[];
   vip: VipStatus;
-  loadBalancer: null;
+  loadBalancer: LoadBalancerStatus | { enabled: false };
 }
 
 export interface VipStatus {

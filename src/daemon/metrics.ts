@@ -3,6 +3,14 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Role } from '../raft/types.js';
+import type { LoadBalancerStatus } from '../lb/lb-controller.js';
+
+/** Counters already added to the Prometheus counters, per source, so each scrape adds the rest. */
+export interface LoadBalancerCountersSeen {
+  failures: number;
+  checks: Map<string, number>;
+  failedChecks: Map<string, number>;
+}
 
 const roles: readonly Role[] = ['follower', 'pre-candidate', 'candidate', 'leader'];
 
@@ -82,9 +90,70 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  readonly lbBackendReady = new Gauge({
+    name: 'raftvip_lb_backend_ready',
+    help: '1 while the backend passes its health check (it gets new connections), 0 while it is drained',
+    labelNames: ['backend'],
+    registers: [this.registry],
+  });
+  readonly lbBackendsReady = new Gauge({
+    name: 'raftvip_lb_backends_ready',
+    help: 'Backends passing their health check; 0 means VIP:port refuses every new connection',
+    registers: [this.registry],
+  });
+  readonly lbBackendWeight = new Gauge({
+    name: 'raftvip_lb_backend_weight',
+    help: 'Weight of the backend in the kernel\'s table as of the last reconcile (0: drained)',
+    labelNames: ['backend'],
+    registers: [this.registry],
+  });
+  readonly lbBackendConnections = new Gauge({
+    name: 'raftvip_lb_backend_connections',
+    help: 'Connections IPVS counts for the backend, by state (active, inactive); absent with nftables',
+    labelNames: ['backend', 'state'],
+    registers: [this.registry],
+  });
+  readonly lbHealthChecks = new Counter({
+    name: 'raftvip_lb_health_checks_total',
+    help: 'Health checks of the backend, by result (success, failure)',
+    labelNames: ['backend', 'result'],
+    registers: [this.registry],
+  });
+  readonly lbReconcileFailures = new Counter({
+    name: 'raftvip_lb_reconcile_failures_total',
+    help: 'Load-balancer reconciles that failed (see status.loadBalancer.lastError)',
+    registers: [this.registry],
+  });
+  readonly lbDataPlane = new Gauge({
+    name: 'raftvip_lb_data_plane_info',
+    help: 'The kernel data plane in use: 1 for it, by name (ipvs, nftables)',
+    labelNames: ['data_plane'],
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics: boolean }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'raftvip_' });
     for (const role of roles) this.role.set({ role }, 0);
+  }
+
+  setLoadBalancer(status: LoadBalancerStatus, seen: LoadBalancerCountersSeen): void {
+    this.lbDataPlane.set({ data_plane: status.dataPlane }, 1);
+    this.lbBackendsReady.set(status.backendsReady);
+    this.lbReconcileFailures.inc(status.reconcileFailures - seen.failures);
+    seen.failures = status.reconcileFailures;
+    for (const backend of status.backends) {
+      const name = backend.address.includes(':') ? `[${backend.address}]:${backend.port}` : `${backend.address}:${backend.port}`;
+      this.lbBackendReady.set({ backend: name }, backend.ready ? 1 : 0);
+      this.lbBackendWeight.set({ backend: name }, backend.kernelWeight ?? 0);
+      if (backend.activeConnections !== null) this.lbBackendConnections.set({ backend: name, state: 'active' }, backend.activeConnections);
+      if (backend.inactiveConnections !== null) this.lbBackendConnections.set({ backend: name, state: 'inactive' }, backend.inactiveConnections);
+      const failures = backend.failures - (seen.failedChecks.get(name) ?? 0);
+      const successes = backend.checks - backend.failures - ((seen.checks.get(name) ?? 0) - (seen.failedChecks.get(name) ?? 0));
+      if (failures > 0) this.lbHealthChecks.inc({ backend: name, result: 'failure' }, failures);
+      if (successes > 0) this.lbHealthChecks.inc({ backend: name, result: 'success' }, successes);
+      seen.checks.set(name, backend.checks);
+      seen.failedChecks.set(name, backend.failures);
+    }
   }
 
   setRole(current: Role): void {

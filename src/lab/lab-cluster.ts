@@ -14,7 +14,10 @@
 // `{ address: 10.213.0.100 }` (the interface is auto-detected: eth0 holds 10.213.0.x/24),
 // admin.listen 127.0.0.1:7481, log.level info. The `vip` option adds keys to the vip section;
 // `extraYaml(host)` is YAML merged over the whole file (maps merge key by key, anything else
-// replaces, a null value removes the key).
+// replaces, a null value removes the key). The load balancer is off unless the `apiservers`
+// option asks for a kube-apiserver stand-in on every host (apiserver-stub.ts, at
+// `host:6443` with a certificate from a lab CA): then it balances VIP:6443 over them, checking
+// /readyz against that CA.
 
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +31,8 @@ import { stopChild } from './address-monitor.js';
 import { LabError, labInvalidOption, labTimeout } from './lab-errors.js';
 import { labVip, type LabHostName, type LabNetwork } from './lab-network.js';
 import { monotonicNowMs } from './monotonic-clock.js';
+import { apiserverStubCommand, parseApiserverStubEvent, type ApiserverStubEvent } from './apiserver-stub.js';
+import { makeServingCertificates, type ServingCertificates } from './lab-certificates.js';
 
 export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const raftvipBin = join(repoRoot, 'bin/raftvip');
@@ -39,6 +44,8 @@ export const labPeerPort = 7480;
 /** Each daemon's admin API, on its own namespace's loopback. */
 export const labAdminPort = 7481;
 export const labNameServerPort = 80;
+/** Where the apiserver stubs listen on every host, and the load balancer's VIP port. */
+export const labApiserverPort = 6443;
 /** Log lines kept per host; older ones are dropped. */
 export const labLogLinesMaxDefault = 2_000;
 export const labLogLinesMaxLimit = 1_000_000;
@@ -67,6 +74,10 @@ export interface LabClusterOptions {
   logLevel?: LabLogLevel;
   /** Log lines kept per host (default 2000). */
   logLinesMax?: number;
+  /** Run a kube-apiserver stand-in (apiserver-stub.ts) on every host at labApiserverPort, with a
+   * serving certificate from a lab CA, and turn the load balancer on (health checks verify
+   * against that CA). Without it, loadBalancer.enabled is false. */
+  apiservers?: { startDelayMs?: number; shutdownDelayMs?: number };
 }
 
 /** What the lab knows of one host right now. */
@@ -112,6 +123,9 @@ interface HostState {
   readonly dataDir: string;
   daemon: ChildProcess | null;
   nameServer: ChildProcess | null;
+  apiserver: ChildProcess | null;
+  /** Every event the host's apiserver stubs printed, oldest first (across restarts). */
+  apiserverEvents: ApiserverStubEvent[];
   paused: boolean;
   role: string | null;
   term: number;
@@ -130,6 +144,9 @@ export class LabCluster {
   readonly pskFile: string;
   readonly network: LabNetwork;
   private readonly logLinesMax: number;
+  private readonly apiserverOptions: NonNullable<LabClusterOptions['apiservers']> | null;
+  /** The lab CA and the hosts' serving certificates, when apiservers run. */
+  readonly certificates: ServingCertificates | null;
   private readonly states = new Map<LabHostName, HostState>();
   private readonly changes: RoleChange[] = [];
   private readonly waiters = new Set<() => void>();
@@ -137,7 +154,7 @@ export class LabCluster {
   /** On process exit without stop(): SIGKILL what still runs (by PID) and remove the files. */
   private readonly onExit = (): void => {
     for (const state of this.states.values()) {
-      for (const child of [state.daemon, state.nameServer]) if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const child of [state.daemon, state.nameServer, state.apiserver]) if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
     rmSync(this.dir, { recursive: true, force: true });
   };
@@ -157,6 +174,11 @@ export class LabCluster {
     this.pskFile = join(this.dir, 'psk');
     writeFileSync(this.pskFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const peers = this.network.hosts.map((host) => ({ id: host, address: `${this.network.hostAddress(host)}:${labPeerPort}` }));
+    this.apiserverOptions = options.apiservers ?? null;
+    this.certificates =
+      options.apiservers === undefined
+        ? null
+        : makeServingCertificates(this.dir, { names: this.network.hosts.map((host) => ({ name: host, address: this.network.hostAddress(host) })) });
     for (const host of this.network.hosts) {
       const hostDir = join(this.dir, host);
       mkdirSync(hostDir, { mode: 0o700 });
@@ -167,6 +189,8 @@ export class LabCluster {
         dataDir: join(hostDir, 'data'),
         daemon: null,
         nameServer: null,
+        apiserver: null,
+        apiserverEvents: [],
         paused: false,
         role: null,
         term: 0,
@@ -181,6 +205,7 @@ export class LabCluster {
         cluster: { name: labClusterName, peers, auth: { pskFile: this.pskFile } },
         node: { id: host, dataDir: state.dataDir },
         vip: { address: labVip, ...options.vip },
+        loadBalancer: this.certificates === null ? { enabled: false } : { port: labApiserverPort, healthCheck: { caFile: this.certificates.caFile } },
         admin: { listen: `127.0.0.1:${labAdminPort}` },
         log: { level: options.logLevel ?? 'info' },
       };
@@ -217,7 +242,85 @@ export class LabCluster {
   async start(host?: LabHostName): Promise<void> {
     if (this.stopping) throw new LabError({ code: 'LAB_STOPPED', detail: 'the lab cluster was stopped' });
     const hosts = host === undefined ? this.network.hosts : [host];
-    await Promise.all(hosts.map((h) => Promise.all([this.startNameServer(this.state(h)), this.startDaemon(this.state(h))])));
+    await Promise.all(
+      hosts.map((h) =>
+        Promise.all([this.startNameServer(this.state(h)), this.apiserverOptions === null ? null : this.startApiserver(h), this.startDaemon(this.state(h))]),
+      ),
+    );
+  }
+
+  /** Starts the host's apiserver stub if it is not running; resolves once it listens (it says
+   * ready after its start delay). Only with the `apiservers` option. */
+  async startApiserver(host: LabHostName): Promise<void> {
+    const state = this.state(host);
+    const certificates = this.certificates;
+    if (certificates === null || this.apiserverOptions === null) throw labInvalidOption('apiservers', 'the lab cluster was built without apiservers');
+    if (state.apiserver) return;
+    const files = certificates.byName[host];
+    const stubOptions = this.apiserverOptions ?? {};
+    if (files === undefined) throw labInvalidOption('host', `no certificate for ${host}`);
+    const [command, ...args] = apiserverStubCommand({
+      name: host,
+      listen: `${this.network.hostAddress(host)}:${labApiserverPort}`,
+      certFile: files.certFile,
+      keyFile: files.keyFile,
+      ...(stubOptions.startDelayMs === undefined ? {} : { startDelayMs: stubOptions.startDelayMs }),
+      ...(stubOptions.shutdownDelayMs === undefined ? {} : { shutdownDelayMs: stubOptions.shutdownDelayMs }),
+    });
+    const child = this.network.spawnIn(state.namespace, command ?? process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    state.apiserver = child;
+    const eventsBefore = state.apiserverEvents.length;
+    let partial = '';
+    let errors = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = (lines.pop() ?? '').slice(-logLineBytesMax);
+      for (const line of lines) {
+        const event = parseApiserverStubEvent(line);
+        if (event !== null) state.apiserverEvents.push(event);
+      }
+      this.notify();
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (errors = (errors + chunk).slice(-logLineBytesMax)));
+    child.once('exit', () => {
+      if (state.apiserver === child) state.apiserver = null;
+      this.notify();
+    });
+    await this.waitUntil(
+      () => {
+        if (state.apiserverEvents.slice(eventsBefore).some((event) => event.event === 'listening')) return true;
+        if (state.apiserver !== child) throw new LabError({ code: 'LAB_PROCESS_FAILED', detail: `the apiserver stub on ${host} exited: ${errors.trim()}` });
+        return false;
+      },
+      labDaemonStartTimeoutMs,
+      () => `the apiserver stub on ${host} did not listen within ${labDaemonStartTimeoutMs} ms: ${errors.trim()}`,
+    );
+  }
+
+  /** Signals the host's apiserver stub by PID: SIGUSR1 toggles not-ready, SIGTERM starts its
+   * shutdown (503 on /readyz, then close), SIGKILL kills it. False if it is not running. */
+  signalApiserver(host: LabHostName, signal: 'SIGUSR1' | 'SIGTERM' | 'SIGKILL'): boolean {
+    const child = this.state(host).apiserver;
+    if (child?.pid === undefined) return false;
+    return child.kill(signal);
+  }
+
+  /** The events of the host's apiserver stubs so far, oldest first. */
+  apiserverEvents(host: LabHostName): readonly ApiserverStubEvent[] {
+    return this.state(host).apiserverEvents;
+  }
+
+  /** Resolves with the first event named `event` from `host`'s stub stamped after `sinceMs`. */
+  waitForApiserverEvent(host: LabHostName, event: ApiserverStubEvent['event'], options: { sinceMs: number; timeoutMs: number }): Promise<ApiserverStubEvent> {
+    let found: ApiserverStubEvent | undefined;
+    return this.waitUntil(
+      () => {
+        found = this.state(host).apiserverEvents.find((candidate) => candidate.event === event && candidate.atMs >= options.sinceMs);
+        return found !== undefined;
+      },
+      options.timeoutMs,
+      () => `the apiserver stub on ${host} did not report ${event} within ${options.timeoutMs} ms`,
+    ).then(() => found as ApiserverStubEvent);
   }
 
   private async startDaemon(state: HostState): Promise<void> {
@@ -479,7 +582,7 @@ export class LabCluster {
               // Already gone.
             }
           }
-          return [state.daemon, state.nameServer].filter((c): c is ChildProcess => c !== null).map((child) => stopChild(child, labDaemonStopTimeoutMs));
+          return [state.daemon, state.nameServer, state.apiserver].filter((c): c is ChildProcess => c !== null).map((child) => stopChild(child, labDaemonStopTimeoutMs));
         }),
       );
       rmSync(this.dir, { recursive: true, force: true });

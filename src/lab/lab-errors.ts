@@ -15,7 +15,10 @@ export type LabErrorCode =
   /** This kernel lacks what the fault needs (netem without CONFIG_NET_SCH_NETEM). */
   | 'LAB_UNSUPPORTED'
   /** The lab was used after destroy() or stop(). */
-  | 'LAB_STOPPED';
+  | 'LAB_STOPPED'
+  /** The qemu guest (qemu-guest.ts) did not boot, did not finish in time, or lost its command's
+   * exit code; the message ends with the tail of its serial console. */
+  | 'LAB_GUEST_FAILED';
 
 export class LabError extends Error {
   readonly code: LabErrorCode;
@@ -41,4 +44,12 @@ export function labCommandFailed(command: string, args: readonly string[], cause
   const text = typeof stderr === 'string' ? stderr : Buffer.isBuffer(stderr) ? stderr.toString('utf8') : '';
   const reason = text.trim() || (cause instanceof Error ? cause.message : String(cause));
   return new LabError({ code: 'LAB_COMMAND_FAILED', detail: `${command} ${args.join(' ')}: ${reason}`, cause });
+}
+
+/** The qemu guest failed: the message holds what went wrong and, once qemu has run, the tail of
+ * its serial console (the kernel's and the guest's own lines), where the reason usually is. */
+export function labGuestFailed(detail: string, serialLogTail: string | null = null): LabError {
+  if (serialLogTail === null) return new LabError({ code: 'LAB_GUEST_FAILED', detail });
+  const tail = serialLogTail.trim() === '' ? '(the serial console printed nothing)' : serialLogTail;
+  return new LabError({ code: 'LAB_GUEST_FAILED', detail: `${detail}\n--- guest serial console, last lines ---\n${tail}` });
 }

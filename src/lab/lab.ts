@@ -12,12 +12,13 @@
 // - terminate: SIGTERM (systemctl stop / reboot): the leader hands over, then ExecStopPost;
 // - pause / resume: SIGSTOP / SIGCONT (a VM freeze, a stalled process).
 
-import { LabCluster, labNameServerPort, type LabClusterOptions } from './lab-cluster.js';
+import { LabCluster, labApiserverPort, labNameServerPort, type LabClusterOptions } from './lab-cluster.js';
 import { LabNetwork, labVip, type LabHostName } from './lab-network.js';
 import { LabProbe } from './lab-probe.js';
 import { VipWatch } from './address-monitor.js';
-import { labTimeout } from './lab-errors.js';
+import { LabError, labTimeout } from './lab-errors.js';
 import { monotonicNowMs } from './monotonic-clock.js';
+import { lbClientArgs, type LbAttempt, type LbClientMode } from './lb-client.js';
 
 /** From starting the daemons to a leader holding the VIP and the client reaching it. */
 export const labSteadyTimeoutMs = 20_000;
@@ -36,6 +37,10 @@ export interface LabOptions {
   probeTimeoutMs?: number;
   /** Install SIGINT/SIGTERM handlers that tear the lab down (the CLI; not tests). */
   handleSignals?: boolean;
+  /** kube-apiserver stand-ins on every host and the load balancer on (LabClusterOptions). */
+  apiservers?: LabClusterOptions['apiservers'];
+  /** YAML merged over each host's peer file (LabClusterOptions.extraYaml). */
+  extraYaml?: LabClusterOptions['extraYaml'];
 }
 
 export interface SteadyState {
@@ -68,7 +73,12 @@ export class Lab {
     try {
       const vipAddress = options.vipAddress ?? labVip;
       watch = await VipWatch.start({ network, vip: vipAddress });
-      cluster = new LabCluster({ network, vip: { ...(options.vip ?? {}), address: vipAddress } });
+      cluster = new LabCluster({
+        network,
+        vip: { ...(options.vip ?? {}), address: vipAddress },
+        ...(options.apiservers === undefined ? {} : { apiservers: options.apiservers }),
+        ...(options.extraYaml === undefined ? {} : { extraYaml: options.extraYaml }),
+      });
       await cluster.start();
       if (options.probe ?? true) {
         probe = await LabProbe.start({
@@ -128,6 +138,32 @@ export class Lab {
       }
       await sleep(5);
     }
+  }
+
+  /**
+   * Runs the load-balancer client (lb-client.ts) in the client namespace against `target`
+   * (default VIP:6443): new connections one after another, each recorded with its start, connect
+   * time and the backend that answered. Resolves when it is done.
+   */
+  runLbClient(options: { target?: string; count?: number; durationMs?: number; intervalMs?: number; timeoutMs?: number; mode?: LbClientMode }): Promise<LbAttempt[]> {
+    const vip = this.watch.vip;
+    const target = options.target ?? (vip.includes(':') ? `[${vip}]:${labApiserverPort}` : `${vip}:${labApiserverPort}`);
+    const child = this.network.spawnIn(this.network.clientNamespace, process.execPath, lbClientArgs({ ...options, target }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-4096)));
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => {
+        if (code !== 0) return reject(new LabError({ code: 'LAB_PROCESS_FAILED', detail: `lb-client exited ${String(code)}: ${stderr.trim()}` }));
+        try {
+          resolve((JSON.parse(stdout) as { attempts: LbAttempt[] }).attempts);
+        } catch (error) {
+          reject(new LabError({ code: 'LAB_PROCESS_FAILED', detail: `lb-client printed no result: ${(error as Error).message}` }));
+        }
+      });
+    });
   }
 
   /** SIGKILL, then what systemd's ExecStopPost runs. Resolves with the instant of the kill. */

@@ -148,6 +148,8 @@ const defaultCaHint =
   'to the CA that signed the kube-apiserver serving certificate (kubeadm: /etc/kubernetes/pki/ca.crt), ' +
   'or set tls.insecureSkipVerify: true';
 const nameHint = "the serving certificate must list the backend's address as an IP subjectAltName";
+const clientCertificateRequiredHint = "the backend requires a client certificate: set the health check's tls.certFile and tls.keyFile";
+const clientCertificateRefusedHint = 'the backend refused our client certificate: it must be signed by a CA the backend trusts (kube-apiserver --client-ca-file)';
 
 export type HealthCheckResult = { readonly ok: true; readonly error: null } | { readonly ok: false; readonly error: string };
 
@@ -291,6 +293,16 @@ export function describeCheckError(error: unknown, tls: HealthCheckTls | null): 
     return `certificate verify failed: ${message} (${code})${tls !== null && tls.ca === null ? `; ${defaultCaHint}` : ''}`;
   }
   if (typeof code === 'string' && certificateNameErrorCodes.has(code)) return `certificate verify failed: ${message}; ${nameHint}`;
+  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
+    // OpenSSL's message carries its internal error stack; its `reason` is the readable part.
+    const reason = (error as { reason?: unknown }).reason;
+    const hint = code.endsWith('_ALERT_CERTIFICATE_REQUIRED')
+      ? `; ${clientCertificateRequiredHint}`
+      : /_ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE)$/.test(code)
+        ? `; ${clientCertificateRefusedHint}`
+        : '';
+    return `TLS: ${typeof reason === 'string' ? reason : message} (${code})${hint}`;
+  }
   if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
   if (typeof code === 'string') return `${code}: ${message}`;
   return message;

@@ -102,6 +102,10 @@ export class ProcessCluster {
           // A dry run: these daemons share the host's loopback, whose `lo` must never gain a VIP.
           // The VIP itself is proven by the namespace lab (test/lab-vip.test.ts).
           '  enabled: false',
+          // No load balancer either: these daemons would program the host's own nftables. The
+          // load balancer is proven in namespaces (test/lab-lb.test.ts) and the guest.
+          'loadBalancer:',
+          '  enabled: false',
           'admin:',
           `  listen: "127.0.0.1:${adminPort}"`,
           'log:',

@@ -1,0 +1,2 @@
+import type { GuestScenario } from './scenario.js';
+export const ipvsScenarios: GuestScenario[] = [];

@@ -1,0 +1,6 @@
+// Every scenario the one guest boot runs, in order (see scenario.ts).
+import type { GuestScenario } from './scenario.js';
+import { smokeScenario } from './smoke-scenario.js';
+import { ipvsScenarios } from './ipvs-scenario.js';
+
+export const guestScenarios: readonly GuestScenario<any>[] = [smokeScenario, ...ipvsScenarios];
