@@ -6,9 +6,10 @@
 // scenario's `runInGuest` and writes its facts or its error; here, each scenario becomes one
 // subtest whose `judge` asserts on those facts, or which fails with the guest-side error.
 //
-// Root only (qemu's 9p export of `/` needs it; CI runs as root): other users get a skip that
-// says why. As root nothing is skipped: a guest that does not boot, times out, or loses a
-// scenario's result fails, with the tail of the serial console.
+// Root only (the guest's root is the host's `/` over 9p with security_model=none, which needs
+// qemu to run as root; CI runs as root): other users get a skip that says why. As root nothing
+// is skipped: a guest that does not boot, times out, or loses a scenario's result fails, with the
+// tail of the serial console.
 
 import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { guestScenarios } from './guest/scenarios.js';
 /** This file runs from dist/test/; the repository root is two levels up. */
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const guestMainScript = 'dist/test/guest/guest-main.js';
-/** The whole guest run: ~6 s to boot under emulation, ~2 s per node start, the scenarios. The
+/** The whole guest run: 2–6 s to boot under emulation, ~2 s per node start, the scenarios. The
  * file must stay under ~5 minutes (.taprc allows 10). */
 const guestRunTimeoutMs = 240_000;
 
@@ -47,7 +48,7 @@ function serialTail(run: GuestRunResult): string {
 }
 
 if (!isRoot) {
-  t.skip('the qemu guest tests need root (qemu exports the host root over 9p; CI runs as root)', () => {});
+  t.skip('the qemu guest tests need root (the guest mounts the host root over 9p, which needs qemu to run as root; CI runs as root)', () => {});
 } else {
   const startedAt = monotonicNowMs();
   const shareDir = mkdtempSync(join(tmpdir(), 'raftvip-guest-share-'));
@@ -74,14 +75,21 @@ if (!isRoot) {
     );
     if (run.exitCode !== 0) guestFailure = `guest-main exited with ${run.exitCode}\n--- guest serial console, last lines ---\n${serialTail(run)}`;
   }
-  t.equal(guestFailure, null, 'the guest booted and guest-main ran every scenario');
+  if (guestFailure === null) {
+    t.pass('the guest booted and guest-main ran every scenario');
+  } else {
+    // tap folds a test name onto one line: the first line names the failure, the comment keeps
+    // the serial console readable.
+    t.fail(`the guest run failed: ${guestFailure.split('\n')[0]}`);
+    t.comment(guestFailure);
+  }
 
   const { results, problem } = readResults(resultsFile);
   for (const scenario of guestScenarios) {
     await t.test(scenario.name, async (t) => {
       const outcome = results?.[scenario.name];
       if (outcome === undefined) {
-        const why = guestFailure ?? problem ?? 'guest-main recorded no result for it';
+        const why = guestFailure !== null ? 'the guest run failed (see above)' : problem ?? 'guest-main recorded no result for it';
         t.fail(`no result from the guest: ${why}`);
         return;
       }
@@ -93,5 +101,7 @@ if (!isRoot) {
       scenario.judge(t, outcome.facts);
     });
   }
+  // A judge that failed may want the guest's side of the story (the errors above carry their own).
+  if (!t.passing() && run !== null && guestFailure === null) t.comment(`--- guest serial console, last lines ---\n${serialTail(run)}`);
   t.comment(`guest.test total ${((monotonicNowMs() - startedAt) / 1000).toFixed(1)} s`);
 }

@@ -27,6 +27,8 @@ export interface LbAttempt {
   startMs: number;
   /** TCP connect duration; null if it did not connect. */
   connectMs: number | null;
+  /** From the connect's start to the end of the attempt (whoami: the response read in full). */
+  totalMs: number;
   /** The backend's name from /whoami (whoami mode), null otherwise or on failure. */
   backend: string | null;
   /** null on success; else a code (ECONNREFUSED, ETIMEDOUT, HTTP 503, ...). */
@@ -63,7 +65,7 @@ export function attempt(options: { host: string; port: number; timeoutMs: number
       done = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve({ startMs, connectMs, backend, error });
+      resolve({ startMs, connectMs, totalMs: monotonicNowMs() - startMs, backend, error });
     };
     const timer = setTimeout(() => finish(null, connectMs === null ? 'ETIMEDOUT' : 'response timeout'), options.timeoutMs);
     socket = tcpConnect({ host: options.host, port: options.port });

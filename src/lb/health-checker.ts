@@ -28,7 +28,8 @@
 // that starts failing is marked not ready, at worst (plus any wait for a free slot):
 // - within fall × intervalMs (plus one round trip) when it fails fast (503, connection refused);
 // - within intervalMs + (fall − 1) × max(intervalMs, timeoutMs) + timeoutMs when its checks time
-//   out (a host that died): fall × intervalMs + timeoutMs when timeoutMs ≤ intervalMs.
+//   out (a host that died): fall × intervalMs + timeoutMs when timeoutMs ≤ intervalMs, and 2.5 s
+//   with the config defaults (interval 500 ms, timeout 1000 ms, fall 2).
 //
 // stop() aborts the checks in flight and clears every timer, so nothing of the checker keeps the
 // process alive. Results that arrive after stop() are dropped.
@@ -144,11 +145,11 @@ const certificateNameErrorCodes = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOST
 
 /** What the operator is told when the certificate did not chain to the CAs it was checked against. */
 const defaultCaHint =
-  "checked against Node's built-in CAs because no CA is configured: set the health check's tls.caFile " +
+  "checked against Node's built-in CAs because no CA is configured: set loadBalancer.healthCheck.caFile " +
   'to the CA that signed the kube-apiserver serving certificate (kubeadm: /etc/kubernetes/pki/ca.crt), ' +
-  'or set tls.insecureSkipVerify: true';
+  'or set loadBalancer.healthCheck.insecureSkipVerify: true';
 const nameHint = "the serving certificate must list the backend's address as an IP subjectAltName";
-const clientCertificateRequiredHint = "the backend requires a client certificate: set the health check's tls.certFile and tls.keyFile";
+const clientCertificateRequiredHint = 'the backend requires a client certificate: set loadBalancer.healthCheck.certFile and keyFile';
 const clientCertificateRefusedHint = 'the backend refused our client certificate: it must be signed by a CA the backend trusts (kube-apiserver --client-ca-file)';
 
 export type HealthCheckResult = { readonly ok: true; readonly error: null } | { readonly ok: false; readonly error: string };
@@ -159,8 +160,9 @@ const failure = (error: string): HealthCheckResult => ({ ok: false, error });
 /** Asserts the options are within the checker's bounds (the config loader validated user input). */
 export function assertHealthCheckOptions(options: HealthCheckOptions): void {
   assert((healthCheckTypes as readonly string[]).includes(options.type), `health check type ${String(options.type)}`);
+  // As the config loader accepts it; characters HTTP cannot carry fail each check instead.
   assert(
-    options.path.startsWith('/') && options.path.length <= healthCheckPathBytesMax && /^[\x21-\x7e]*$/.test(options.path),
+    options.path.startsWith('/') && Buffer.byteLength(options.path) <= healthCheckPathBytesMax && !/[\s\0]/.test(options.path),
     `health check path ${JSON.stringify(options.path)}`,
   );
   assert(isIntegerIn(options.intervalMs, healthCheckIntervalMsMin, healthCheckIntervalMsMax), `intervalMs ${options.intervalMs}`);

@@ -5,9 +5,10 @@
 // each namespace gets one long-lived helper instead of a process per step.
 //
 // Roles:
-// - `balancer`: owns one IpvsDataPlane (the code under test) in the balancer's namespace:
-//   `available`, `open {vip, timeouts}`, `apply {service}`, `observe`, `remove`, `close`.
-//   Replies carry the data plane's `lastApply` report and the wall time of each call.
+// - `balancer`: owns IpvsDataPlanes (the code under test) in the balancer's namespace, each under
+//   a name (one per VIP): `available`, `open {plane, vip, timeouts}`, `apply {plane, service}`,
+//   `observe {plane}`, `remove {plane}`, `close {plane}`. Replies carry the data plane's
+//   `lastApply` report, what it reported through `onHostChange`, and the wall time of each call.
 // - `client`: makes TCP connections from the client's namespace: `connect {host, port, count,
 //   timeoutMs}` opens `count` connections one after the other and returns, for each, the text the
 //   server sent before closing (a backend's name) or the error code.
@@ -25,16 +26,24 @@ export type DriverRole = 'balancer' | 'client';
 
 export type DriverRequest =
   | { readonly op: 'available' }
-  | { readonly op: 'open'; readonly vip: IpvsDataPlaneOptions['vip']; readonly timeouts?: IpvsDataPlaneOptions['timeouts'] }
-  | { readonly op: 'apply'; readonly service: VirtualService }
-  | { readonly op: 'observe' }
-  | { readonly op: 'remove' }
-  | { readonly op: 'close' }
+  | { readonly op: 'open'; readonly plane: string; readonly vip: IpvsDataPlaneOptions['vip']; readonly timeouts?: IpvsDataPlaneOptions['timeouts'] }
+  | { readonly op: 'apply'; readonly plane: string; readonly service: VirtualService }
+  | { readonly op: 'observe'; readonly plane: string }
+  | { readonly op: 'remove'; readonly plane: string }
+  | { readonly op: 'close'; readonly plane: string }
   | { readonly op: 'connect'; readonly host: string; readonly port: number; readonly count: number; readonly timeoutMs: number };
+
+export interface DriverError {
+  readonly name: string;
+  readonly message: string;
+  readonly code: string | null;
+  readonly errno: number | null;
+  readonly operation: string | null;
+}
 
 export type DriverReply =
   | { readonly id: number; readonly ok: true; readonly result: unknown; readonly durationMs: number }
-  | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string; code: string | null; errno: number | null; operation: string | null } };
+  | { readonly id: number; readonly ok: false; readonly error: DriverError; readonly durationMs: number };
 
 /** One connection's outcome: the server's text, or `error:CODE`. */
 export type ConnectOutcome = string;
@@ -42,31 +51,33 @@ export type ConnectOutcome = string;
 /** Bytes read from one connection at most: a backend answers with its name. */
 const answerBytesMax = 256;
 
-let plane: IpvsDataPlane | null = null;
-const hostChanges: string[] = [];
+const planes = new Map<string, { plane: IpvsDataPlane; hostChanges: string[] }>();
 
 async function handle(role: DriverRole, request: DriverRequest): Promise<unknown> {
   switch (request.op) {
     case 'available':
       return await ipvsAvailable();
-    case 'open':
-      plane?.close();
-      plane = new IpvsDataPlane({ vip: request.vip, ...(request.timeouts === undefined ? {} : { timeouts: request.timeouts }), onHostChange: (message) => hostChanges.push(message) });
+    case 'open': {
+      planes.get(request.plane)?.plane.close();
+      const hostChanges: string[] = [];
+      const plane = new IpvsDataPlane({ vip: request.vip, ...(request.timeouts === undefined ? {} : { timeouts: request.timeouts }), onHostChange: (message) => hostChanges.push(message) });
+      planes.set(request.plane, { plane, hostChanges });
       return { kind: plane.kind };
+    }
     case 'apply': {
-      const dataPlane = requirePlane();
+      const { plane, hostChanges } = requirePlane(request.plane);
       hostChanges.length = 0;
-      await dataPlane.apply(request.service);
-      return { report: dataPlane.lastApply, hostChanges: [...hostChanges] };
+      await plane.apply(request.service);
+      return { report: plane.lastApply, hostChanges: [...hostChanges] };
     }
     case 'observe':
-      return await requirePlane().observe();
+      return await requirePlane(request.plane).plane.observe();
     case 'remove':
-      await requirePlane().remove();
+      await requirePlane(request.plane).plane.remove();
       return null;
     case 'close':
-      plane?.close();
-      plane = null;
+      planes.get(request.plane)?.plane.close();
+      planes.delete(request.plane);
       return null;
     case 'connect':
       if (role !== 'client') throw new Error('connect is for the client role');
@@ -74,9 +85,10 @@ async function handle(role: DriverRole, request: DriverRequest): Promise<unknown
   }
 }
 
-function requirePlane(): IpvsDataPlane {
-  if (plane === null) throw new Error('no data plane: send open first');
-  return plane;
+function requirePlane(name: string): { plane: IpvsDataPlane; hostChanges: string[] } {
+  const entry = planes.get(name);
+  if (entry === undefined) throw new Error(`no data plane ${JSON.stringify(name)}: send open first`);
+  return entry;
 }
 
 async function connectMany(request: { host: string; port: number; count: number; timeoutMs: number }): Promise<{ outcomes: ConnectOutcome[]; durationsMs: number[] }> {
@@ -113,7 +125,7 @@ function connectOnce(request: { host: string; port: number; timeoutMs: number })
   });
 }
 
-function describeError(error: unknown): DriverReply & { ok: false } extends { error: infer E } ? E : never {
+function describeError(error: unknown): DriverError {
   const record = (error ?? {}) as { name?: unknown; message?: unknown; code?: unknown; errno?: unknown; operation?: unknown };
   return {
     name: typeof record.name === 'string' ? record.name : 'Error',
@@ -142,14 +154,14 @@ async function main(): Promise<void> {
         const result = await handle(role, request as DriverRequest);
         reply = { id, ok: true, result, durationMs: performance.now() - startedMs };
       } catch (error) {
-        reply = { id, ok: false, error: describeError(error) };
+        reply = { id, ok: false, error: describeError(error), durationMs: performance.now() - startedMs };
       }
       process.stdout.write(`${JSON.stringify(reply)}\n`);
     });
   });
   lines.on('close', () => {
     void queue.then(() => {
-      plane?.close();
+      for (const { plane } of planes.values()) plane.close();
       process.exit(0);
     });
   });

@@ -15,9 +15,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import type { Test } from 'tap';
 import netlink from 'netlink';
+import { monotonicNowMs } from '../../src/lab/monotonic-clock.js';
 import type { GuestScenario } from './scenario.js';
 
-/** One command in the guest; commands finish in milliseconds, so this is a hang, not slowness. */
+/** One command in the guest. Under emulation one that loads modules takes a few seconds (nft
+ * loading nf_tables, nf_nat, nf_conntrack...); 30 s is a hang. */
 const commandTimeoutMs = 30_000;
 /** One generic netlink request (the kernel may load ip_vs to answer it). */
 const genlRequestTimeoutMs = 10_000;
@@ -37,6 +39,7 @@ const natVip = '10.214.0.100';
 export const smokeModulesExpected = ['ip_vs', 'nf_tables', 'nft_nat', 'nft_masq', 'nft_ct', 'nft_chain_nat', 'veth', 'bridge'] as const;
 
 export interface CommandOutcome {
+  /** The command line, or a label for a script. */
   readonly command: string;
   /** Exit code 0. */
   readonly ok: boolean;
@@ -44,6 +47,7 @@ export interface CommandOutcome {
   readonly exitCode: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  readonly durationMs: number;
 }
 
 export interface SmokeFacts {
@@ -73,14 +77,21 @@ function clip(text: string): string {
 }
 
 /** Runs a command and records what happened; never throws. */
-function runCommand(command: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandOutcome> {
-  const line = [command, ...args].join(' ');
+function runCommand(command: string, args: readonly string[], options: { input?: string; label?: string } = {}): Promise<CommandOutcome> {
+  const startedAt = monotonicNowMs();
   return new Promise((resolve) => {
     const child = execFile(command, [...args], { encoding: 'utf8', timeout: commandTimeoutMs }, (error, stdout, stderr) => {
       const code = (error as { code?: unknown } | null)?.code;
       const exitCode = error === null ? 0 : typeof code === 'number' ? code : null;
       const reason = error !== null && exitCode === null ? `${error.message}\n` : '';
-      resolve({ command: line, ok: error === null, exitCode, stdout: clip(stdout), stderr: clip(reason + stderr) });
+      resolve({
+        command: options.label ?? [command, ...args].join(' '),
+        ok: error === null,
+        exitCode,
+        stdout: clip(stdout),
+        stderr: clip(reason + stderr),
+        durationMs: monotonicNowMs() - startedAt,
+      });
     });
     // A command that exits before reading its input closes the pipe: EPIPE is not a finding.
     child.stdin?.on('error', () => {});
@@ -88,9 +99,9 @@ function runCommand(command: string, args: readonly string[], options: { input?:
   });
 }
 
-/** A shell script run with `sh -e`, for the multi-step setups: one outcome for all of it. */
-function runScript(script: string): Promise<CommandOutcome> {
-  return runCommand('sh', ['-ec', script]);
+/** Shell commands run with `sh -e` (stops at the first failure): one outcome for all of them. */
+function runScript(label: string, commands: readonly string[]): Promise<CommandOutcome> {
+  return runCommand('sh', ['-ec', commands.join('\n')], { label });
 }
 
 function loadedModules(): string[] {
@@ -142,6 +153,7 @@ export const smokeScenario: GuestScenario<SmokeFacts> = {
     const nftVersion = await runCommand('nft', ['--version']);
     try {
       const vethSetup = await runScript(
+        'two namespaces and a veth pair between them, addressed and up',
         [
           `ip netns add ${namespaceA}`,
           `ip netns add ${namespaceB}`,
@@ -152,7 +164,7 @@ export const smokeScenario: GuestScenario<SmokeFacts> = {
           `ip -n ${namespaceB} link set lo up`,
           `ip -n ${namespaceA} link set veth-a up`,
           `ip -n ${namespaceB} link set veth-b up`,
-        ].join('\n'),
+        ],
       );
       const vethPing = await runCommand('ip', ['netns', 'exec', namespaceA, 'busybox', 'ping', '-c', '1', '-W', '5', addressB]);
       const bridgeAdd = await runCommand('ip', ['-n', namespaceA, 'link', 'add', 'br-smoke', 'type', 'bridge']);
@@ -175,13 +187,13 @@ export const smokeScenario: GuestScenario<SmokeFacts> = {
       };
     } finally {
       // The scenarios share one guest: leave nothing behind for the next one.
-      await runScript(`ip netns del ${namespaceA} || true\nip netns del ${namespaceB} || true`);
+      await runScript('cleanup', [`ip netns del ${namespaceA} || true`, `ip netns del ${namespaceB} || true`]);
     }
   },
 
   judge(t: Test, facts: SmokeFacts): void {
     const outcome = (name: string, result: CommandOutcome): void => {
-      t.ok(result.ok, `${name}: \`${result.command}\` exits 0`, { exitCode: result.exitCode, stderr: result.stderr });
+      t.ok(result.ok, `${name}: ${result.command} exits 0 (${Math.round(result.durationMs)} ms)`, { exitCode: result.exitCode, stderr: result.stderr });
     };
     outcome('uname', facts.kernelRelease);
     const guestRelease = facts.kernelRelease.stdout.trim();
