@@ -24,6 +24,7 @@ import { VipExecutor } from '../vip/vip-executor.js';
 import { HealthChecker, type BackendHealth } from '../lb/health-checker.js';
 import { LoadBalancerController, type LoadBalancerStatus } from '../lb/lb-controller.js';
 import { openDataPlane, removeLeftovers } from '../lb/open-data-plane.js';
+import { formatEndpoint } from '../lb/data-plane.js';
 
 /** How long a leader that is stopping waits for its transferee to take over. */
 export const stopTransferWaitMsMax = 2000;
@@ -257,7 +258,6 @@ export class Daemon {
     const lb = config.loadBalancer;
     const lbLog = this.log.child({ component: 'lb' });
     const log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => lbLog[level]({ ...fields }, msg);
-    const endpoint = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
     if (!lb.enabled) {
       await removeLeftovers({ except: null, vipAddress: config.vip.address, port: lb.port, log });
       this.log.warn('loadBalancer.enabled is false: no kernel load balancing; VIP:port reaches whatever listens on the VIP holder');
@@ -286,7 +286,7 @@ export class Daemon {
         tls: { ...lb.healthCheck.tls, insecureSkipVerify: lb.healthCheck.insecureSkipVerify },
       },
       onChange: (backend: BackendHealth) => {
-        const name = endpoint(backend.address, backend.port);
+        const name = formatEndpoint(backend.address, backend.port);
         if (backend.ready) log('info', `backend ${name} is ready`, { backend: name });
         else log('warn', `backend ${name} is not ready: ${backend.lastError ?? 'no check has passed yet'}`, { backend: name, err: backend.lastError });
         controller?.kick();
@@ -294,8 +294,8 @@ export class Daemon {
     });
     controller = new LoadBalancerController({ vipAddress: config.vip.address, config: lb, dataPlane, health, log });
     await controller.start();
-    log('info', `load balancing ${endpoint(config.vip.address, lb.port)} over ${lb.backends.length} backends with ${dataPlane.kind} (${lb.scheduler})`, {
-      backends: lb.backends.map((backend) => endpoint(backend.address, backend.port)),
+    log('info', `load balancing ${formatEndpoint(config.vip.address, lb.port)} over ${lb.backends.length} backends with ${dataPlane.kind} (${lb.scheduler})`, {
+      backends: lb.backends.map((backend) => formatEndpoint(backend.address, backend.port)),
     });
     return controller;
   }

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Role } from '../raft/types.js';
 import type { LoadBalancerStatus } from '../lb/lb-controller.js';
+import { formatEndpoint } from '../lb/data-plane.js';
 
 /** Counters already added to the Prometheus counters, per source, so each scrape adds the rest. */
 export interface LoadBalancerCountersSeen {
@@ -142,7 +143,7 @@ export class DaemonMetrics {
     this.lbReconcileFailures.inc(status.reconcileFailures - seen.failures);
     seen.failures = status.reconcileFailures;
     for (const backend of status.backends) {
-      const name = backend.address.includes(':') ? `[${backend.address}]:${backend.port}` : `${backend.address}:${backend.port}`;
+      const name = formatEndpoint(backend.address, backend.port);
       this.lbBackendReady.set({ backend: name }, backend.ready ? 1 : 0);
       this.lbBackendWeight.set({ backend: name }, backend.kernelWeight ?? 0);
       if (backend.activeConnections !== null) this.lbBackendConnections.set({ backend: name, state: 'active' }, backend.activeConnections);

@@ -77,3 +77,8 @@ export interface DataPlane {
   /** Releases sockets. Idempotent; does not change the kernel. */
   close(): void;
 }
+
+/** `address:port`, with brackets for IPv6: how logs, status and metrics name a service or server. */
+export function formatEndpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}

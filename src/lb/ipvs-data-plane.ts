@@ -60,7 +60,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { DataPlane, ObservedService, VirtualService } from './data-plane.js';
+import { formatEndpoint, type DataPlane, type ObservedService, type VirtualService } from './data-plane.js';
 import type { IpFamily, IpvsAddressServiceKey, IpvsServiceEntry, IpvsTimeouts } from './ipvs-codec.js';
 import { IpvsError, IpvsNetlink, isIpvsUnavailable, type IpvsClient } from './ipvs-netlink.js';
 import { checkVirtualService, familyOf, observedServiceFrom, planIpvs, serviceKeyFor, type IpvsChange, type IpvsObservedState } from './ipvs-planner.js';
@@ -144,6 +144,8 @@ export class IpvsDataPlane implements DataPlane {
    * written: nft's canonical form of our own rules, to compare later listings with. */
   #natListing: { script: string; listing: string } | null = null;
   #lastApply: IpvsApplyReport | null = null;
+  /** IPVS answered once: the module is loaded and /proc/sys/net/ipv4/vs exists. */
+  #ipvsLoaded = false;
   #closed = false;
 
   constructor(options: IpvsDataPlaneOptions) {
@@ -171,24 +173,26 @@ export class IpvsDataPlane implements DataPlane {
       throw new IpvsError({
         operation: 'validate',
         errno: osConstants.errno.EINVAL,
-        detail: `this data plane manages ${describeKey(this.#key)}, not ${service.address}:${String(service.port)}`,
+        detail: `this data plane manages ${formatEndpoint(this.#key.address, this.#key.port)}, not ${formatEndpoint(service.address, service.port)}`,
       });
     }
     const problems = checkVirtualService(service);
     if (problems.length > 0) throw new IpvsError({ operation: 'validate', errno: osConstants.errno.EINVAL, detail: problems.join('; ') });
 
-    // Resolving the family loads ip_vs if it is a module, which creates /proc/sys/net/ipv4/vs.
-    await this.#ipvs.getInfo();
+    // The first request resolves the family, which loads ip_vs if it is a module; that creates
+    // /proc/sys/net/ipv4/vs, so it must come before the sysctls.
+    if (!this.#ipvsLoaded) {
+      await this.#ipvs.getInfo();
+      this.#ipvsLoaded = true;
+    }
     const sysctlsChanged = await this.#ensureSysctls();
     const sourceNatWritten = await this.#ensureSourceNat();
     const timeoutsChanged = await this.#ensureTimeouts();
 
-    let changes: IpvsChange[] = [];
     const made: IpvsChange[] = [];
     for (let attempt = 1; ; attempt++) {
-      changes = planIpvs(service, await this.#observeKernel());
       try {
-        for (const change of changes) {
+        for (const change of planIpvs(service, await this.#observeKernel())) {
           await this.#execute(change);
           made.push(change);
         }
@@ -388,10 +392,6 @@ function describeTimeouts(timeouts: IpvsTimeouts): string {
   if (timeouts.tcpFinSeconds !== undefined) parts.push(`tcpfin ${timeouts.tcpFinSeconds} s`);
   if (timeouts.udpSeconds !== undefined) parts.push(`udp ${timeouts.udpSeconds} s`);
   return parts.join(', ');
-}
-
-function describeKey(key: IpvsAddressServiceKey): string {
-  return key.family === 'ipv6' ? `[${key.address}]:${key.port}` : `${key.address}:${key.port}`;
 }
 
 function nftError(args: readonly string[], result: { exitCode: number | null; stderr: string }): IpvsError {

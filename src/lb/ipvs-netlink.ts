@@ -156,6 +156,9 @@ export class IpvsNetlink implements IpvsClient {
     } catch (error) {
       throw toIpvsError('open', error, 'cannot open a generic netlink socket');
     }
+    // A receive error (ENOBUFS after an overrun) is emitted as an 'error' event, which would
+    // crash the process without a listener. The request it belonged to times out instead.
+    this.#socket.socket.on('error', () => {});
   }
 
   /** Resolves the IPVS family by name (CTRL_CMD_GETFAMILY) once; the kernel loads ip_vs on

@@ -20,7 +20,7 @@
 //   destinations, then edited ones, then deletions. Adding before deleting keeps the service from
 //   passing through a moment without any destination when every server is replaced.
 
-import { realServerWeightMax, type RealServer, type Scheduler, type VirtualService, type ObservedService } from './data-plane.js';
+import { formatEndpoint, realServerWeightMax, type RealServer, type Scheduler, type VirtualService, type ObservedService } from './data-plane.js';
 import {
   serviceFlagHashed,
   type IpFamily,
@@ -124,7 +124,7 @@ export function checkVirtualService(service: VirtualService): string[] {
   if (schedulerFromIpvs(service.scheduler) === null) problems.push(`unknown scheduler ${JSON.stringify(service.scheduler)}`);
   const seen = new Set<string>();
   for (const server of service.realServers) {
-    const name = `${server.address}:${String(server.port)}`;
+    const name = formatEndpoint(server.address, server.port);
     if (canonicalIpAddress(server.address) !== server.address) problems.push(`real server ${JSON.stringify(server.address)} is not a canonical IP address`);
     else if (family !== null && familyOf(server.address) !== family) problems.push(`real server ${name} is not in the VIP's address family (masquerade cannot cross families)`);
     if (!isPort(server.port)) problems.push(`real server ${name}: port is not in 1..65535`);
@@ -223,7 +223,7 @@ function destinationDifference(desired: IpvsDestination, observed: IpvsDestinati
 }
 
 function destinationName(destination: { readonly address: string; readonly port: number }): string {
-  return destination.address.includes(':') ? `[${destination.address}]:${destination.port}` : `${destination.address}:${destination.port}`;
+  return formatEndpoint(destination.address, destination.port);
 }
 
 function isPort(port: unknown): boolean {

@@ -18,7 +18,7 @@
 //   in status, and retried.
 
 import type { ConfigLoadBalancer } from '../config/load-balancer-schema.js';
-import type { DataPlane, ObservedService, VirtualService } from './data-plane.js';
+import { formatEndpoint, type DataPlane, type ObservedService, type VirtualService } from './data-plane.js';
 
 /** How soon a failed reconcile is retried (capped by reconcileIntervalMs). */
 export const lbRetryIntervalMs = 200;
@@ -258,8 +258,4 @@ export class LoadBalancerController {
   #serviceName(): string {
     return formatEndpoint(this.#options.vipAddress, this.#options.config.port);
   }
-}
-
-function formatEndpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }

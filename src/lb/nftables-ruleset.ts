@@ -26,7 +26,7 @@
 //   anything else (a table edited by hand) parses to what the kernel would do, or to null when the
 //   DNAT rule is not there, so the data plane rewrites it.
 
-import type { ObservedRealServer, ObservedService, RealServer, Scheduler, VirtualService } from './data-plane.js';
+import { formatEndpoint, type ObservedRealServer, type ObservedService, type RealServer, type Scheduler, type VirtualService } from './data-plane.js';
 
 /** The table raftvip owns; nothing else is touched. */
 export const nftablesTableName = 'raftvip_lb';
@@ -119,10 +119,6 @@ function renderSlots(active: readonly RealServer[]): string {
       return `${slot} : ${server.address} . ${server.port}`;
     })
     .join(', ');
-}
-
-function formatEndpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 // ---- Reading the kernel's table back -------------------------------------------------------

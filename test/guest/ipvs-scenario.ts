@@ -12,7 +12,7 @@
 // 2. the negative control: raftvip's nft table deleted by hand, connections fail (the backends
 //    answer the client directly: kube-vip #767); the next apply puts the table back by itself;
 // 3. new backends: b1 drained (weight 0), b2 removed, b4 added, wrr with b3 weight 2, b4 weight 1;
-//    30 connections;
+//    30 connections, and 3 made on the balancer itself;
 // 4. the same state applied again (nothing changes: no IPVS change, no sysctl, table untouched),
 //    then drift by hand (a stray real server, a weight, the scheduler) that the next apply undoes;
 // 5. an IPv6 VIP on the same segment (ip6 SNAT, IPv6 forwarding), 10 connections, removal;
@@ -131,7 +131,7 @@ export interface IpvsFacts {
   readonly before: KernelSnapshot;
   readonly initial: { readonly apply: ApplyFacts; readonly kernel: KernelSnapshot; readonly observe: CallFacts; readonly connections: ConnectFacts; readonly stats: CommandOutcome };
   readonly withoutSnat: { readonly deleteTable: CommandOutcome; readonly connections: ConnectFacts; readonly apply: ApplyFacts; readonly kernel: KernelSnapshot; readonly connectionsAfter: ConnectFacts };
-  readonly changed: { readonly apply: ApplyFacts; readonly kernel: KernelSnapshot; readonly connections: ConnectFacts };
+  readonly changed: { readonly apply: ApplyFacts; readonly kernel: KernelSnapshot; readonly connections: ConnectFacts; readonly localConnections: CommandOutcome };
   readonly reapply: { readonly before: KernelSnapshot; readonly apply: ApplyFacts; readonly after: KernelSnapshot };
   readonly drift: { readonly handEdits: CommandOutcome; readonly drifted: KernelSnapshot; readonly apply: ApplyFacts; readonly after: KernelSnapshot };
   readonly ipv6: { readonly apply: ApplyFacts; readonly kernel: KernelSnapshot; readonly connections: ConnectFacts; readonly remove: CallFacts; readonly after: KernelSnapshot };
@@ -351,7 +351,13 @@ async function runScenario(): Promise<IpvsFacts> {
     phaseDone('without SNAT');
 
     // 3. New backends: drain b1, remove b2, add b4, wrr.
-    const changed = { apply: await balancer.apply('v4', changedService), kernel: await snapshot(), connections: await client.connect(vip, 30) };
+    const changed = {
+      apply: await balancer.apply('v4', changedService),
+      kernel: await snapshot(),
+      connections: await client.connect(vip, 30),
+      // Connections made on the balancer itself (a kubelet on a control-plane host).
+      localConnections: await inBalancer('sh', '-c', `for i in 1 2 3; do busybox nc -w 2 ${vip} ${port} </dev/null || echo error; done`),
+    };
     phaseDone('new backends and 30 connections');
 
     // 4. The same state again, then drift by hand.
@@ -531,6 +537,8 @@ function judge(t: Test, facts: IpvsFacts): void {
   t.same(summary(changed.changes), ['edit-service wrr', `add-destination ${b4.v4}:${port} w1`, `edit-destination ${b1.v4}:${port} w0`, `edit-destination ${b3.v4}:${port} w2`, `delete-destination ${b2.v4}:${port}`], 'scheduler edited in place; b4 added, b1 drained, b3 reweighted, b2 deleted');
   t.same(rules(facts.changed.kernel), v4Rules([`${b1.v4}:${port} -m -w 0`, `${b3.v4}:${port} -m -w 2`, `${b4.v4}:${port} -m -w 1`], 'wrr'), 'ipvsadm: wrr; b1 kept with weight 0 (drained), b3 weight 2, b4 weight 1, no b2');
   t.same(counts(facts.changed.connections.outcomes), { b3: 20, b4: 10 }, '30 connections under wrr 2:1: b3 20, b4 10, none to the drained b1 or the removed b2');
+  const local = facts.changed.localConnections.stdout.trim().split(/\s+/);
+  t.ok(local.length === 3 && local.every((name) => name === 'b3' || name === 'b4'), `connections made on the balancer itself reach the backends too (${local.join(', ')})`);
 
   // 4. Idempotence and drift.
   const reapplied = expectApplied(t, 'apply of the same state', facts.reapply.apply);
