@@ -413,6 +413,7 @@ if (process.getuid?.() !== 0) {
       },
       node: { id: 'h1', dataDir: cluster.dataDir('h1') },
       vip: { address: labVip, announceIntervalMs: 100 },
+      loadBalancer: { enabled: false },
       admin: { listen: '127.0.0.1:7481' },
       log: { level: 'info' },
     });

@@ -2,5 +2,6 @@
 import type { GuestScenario } from './scenario.js';
 import { smokeScenario } from './smoke-scenario.js';
 import { ipvsScenarios } from './ipvs-scenario.js';
+import { choiceScenario } from './choice-scenario.js';
 
-export const guestScenarios: readonly GuestScenario<any>[] = [smokeScenario, ...ipvsScenarios];
+export const guestScenarios: readonly GuestScenario<any>[] = [smokeScenario, ...ipvsScenarios, choiceScenario];
