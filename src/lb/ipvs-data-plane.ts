@@ -56,10 +56,10 @@
 //   are: they are shared with whatever else balances on this host (kube-proxy needs the same).
 // - Every failure is an IpvsError (RAFTVIP_IPVS_FAILED) with an errno and an operation.
 
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { nftRunTimeoutMs, nftStderrSummary, runNft } from './nft-command.js';
 import { formatEndpoint, type DataPlane, type ObservedService, type VirtualService } from './data-plane.js';
 import type { IpFamily, IpvsAddressServiceKey, IpvsServiceEntry, IpvsTimeouts } from './ipvs-codec.js';
 import { IpvsError, IpvsNetlink, isIpvsUnavailable, type IpvsClient } from './ipvs-netlink.js';
@@ -72,10 +72,6 @@ export { ipvsAvailable } from './ipvs-netlink.js';
  * `ip6`). Distinct from the nftables data plane's `raftvip_lb`, so each data plane's `remove`
  * leaves the other's table alone. */
 export const ipvsNatTableName = 'raftvip_ipvs';
-/** Longest wait for one `nft` run; it normally takes a few milliseconds. */
-export const nftRunTimeoutMs = 5_000;
-/** Most output kept from one `nft` run (a listing of our table is well under 1 KiB). */
-export const nftOutputBytesMax = 64 * 1024;
 /** An apply whose change races another writer (EEXIST on add, ENOENT/ESRCH on edit or delete)
  * observes and plans again, this many times in all at most. */
 export const applyAttemptsMax = 3;
@@ -396,7 +392,7 @@ function describeTimeouts(timeouts: IpvsTimeouts): string {
 
 function nftError(args: readonly string[], result: { exitCode: number | null; stderr: string }): IpvsError {
   const why = result.exitCode === null ? `killed (timeout ${nftRunTimeoutMs} ms?)` : `exit code ${result.exitCode}`;
-  const detail = `nft ${args.join(' ')}: ${why}: ${result.stderr.trim().split('\n').slice(0, 6).join(' | ')}`;
+  const detail = `nft ${args.join(' ')}: ${why}: ${nftStderrSummary(result.stderr)}`;
   return new IpvsError({ operation: 'source-nat', errno: /Operation not permitted/.test(result.stderr) ? osConstants.errno.EPERM : osConstants.errno.EIO, detail });
 }
 
@@ -419,21 +415,5 @@ export const systemHost: IpvsHost = {
   async writeSysctl(path, value) {
     await writeFile(`/proc/sys/${path}`, `${value}\n`);
   },
-  runNft(args, input) {
-    return new Promise((resolve, reject) => {
-      const child = spawn('nft', [...args], { stdio: ['pipe', 'pipe', 'pipe'], timeout: nftRunTimeoutMs });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        if (stdout.length < nftOutputBytesMax) stdout += chunk;
-      });
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-        if (stderr.length < nftOutputBytesMax) stderr += chunk;
-      });
-      child.on('error', reject);
-      child.on('close', (exitCode) => resolve({ exitCode, stdout, stderr }));
-      child.stdin.on('error', () => {}); // nft exiting early shows in its exit code
-      child.stdin.end(input);
-    });
-  },
+  runNft: (args, input) => runNft(args, input),
 };

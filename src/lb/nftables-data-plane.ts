@@ -14,15 +14,10 @@
 // - `remove` deletes `raftvip_lb` in both families and nothing else.
 // - Every failure is an NftablesError (RAFTVIP_NFT_FAILED) with nft's own message.
 
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { DataPlane, ObservedService, VirtualService } from './data-plane.js';
+import { nftRunTimeoutMs, nftStderrSummary, runNft, type NftResult } from './nft-command.js';
 import { nftablesTableName, nftFamilyOf, parseObservedTable, renderRemoval, renderTable, type NftFamily } from './nftables-ruleset.js';
-
-/** Longest wait for one `nft` run; it normally takes a few milliseconds. */
-export const nftRunTimeoutMs = 5_000;
-/** Most output kept from one `nft` run (a listing of our table is a few KiB). */
-export const nftOutputBytesMax = 1024 * 1024;
 
 export type NftablesOperation = 'list' | 'apply' | 'remove' | 'sysctl';
 
@@ -103,30 +98,18 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   /** Runs nft with `input` on stdin; its stdout, or null for a missing table when allowed. */
-  #run(operation: NftablesOperation, args: readonly string[], input: string, options: { missingIsEmpty?: boolean } = {}): Promise<string | null> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.#nftPath, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: nftRunTimeoutMs });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        if (stdout.length < nftOutputBytesMax) stdout += chunk;
-      });
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-        if (stderr.length < nftOutputBytesMax) stderr += chunk;
-      });
-      child.on('error', (error: NodeJS.ErrnoException) => {
-        const hint = error.code === 'ENOENT' ? ` (is the nftables package installed? looked for ${this.#nftPath})` : '';
-        reject(new NftablesError({ operation, detail: `cannot run nft: ${error.message}${hint}` }));
-      });
-      child.on('close', (code, signal) => {
-        if (code === 0) return resolve(stdout);
-        if (options.missingIsEmpty === true && /No such file or directory/.test(stderr)) return resolve(null);
-        const why = signal !== null ? `killed by ${signal} (timeout ${nftRunTimeoutMs} ms?)` : `exit code ${String(code)}`;
-        reject(new NftablesError({ operation, detail: `nft ${args.join(' ')}: ${why}: ${stderr.trim().split('\n').slice(0, 6).join(' | ')}` }));
-      });
-      child.stdin.on('error', () => {}); // nft exiting early shows in its exit code
-      child.stdin.end(input);
-    });
+  async #run(operation: NftablesOperation, args: readonly string[], input: string, options: { missingIsEmpty?: boolean } = {}): Promise<string | null> {
+    let result: NftResult;
+    try {
+      result = await runNft(args, input, { nftPath: this.#nftPath });
+    } catch (error) {
+      const hint = (error as NodeJS.ErrnoException).code === 'ENOENT' ? ` (is the nftables package installed? looked for ${this.#nftPath})` : '';
+      throw new NftablesError({ operation, detail: `cannot run nft: ${(error as Error).message}${hint}` });
+    }
+    if (result.exitCode === 0) return result.stdout;
+    if (options.missingIsEmpty === true && /No such file or directory/.test(result.stderr)) return null;
+    const why = result.exitCode === null ? `killed (timeout ${nftRunTimeoutMs} ms?)` : `exit code ${result.exitCode}`;
+    throw new NftablesError({ operation, detail: `nft ${args.join(' ')}: ${why}: ${nftStderrSummary(result.stderr)}` });
   }
 }
 
