@@ -11,7 +11,10 @@
 //   shutdown delay) is drained before it closes: no client connection fails;
 // - a killed backend (SIGKILL) gets no new connection later than fall × interval + 200 ms (+ the
 //   timeout of the check that was in flight);
+// - connections made on the VIP holder itself (a kubelet's) are balanced too;
 // - status shows each backend with ready, since, lastError and its weight in the kernel;
+// - a daemon stopped with SIGTERM removes its table and nothing else, and programs it again
+//   at start;
 // - with no backend ready the service stays and refuses at once (TCP reset), status says so;
 // - traffic continues across a VIP failover (the leader's daemon killed): the new holder
 //   forwards to every ready backend from its first packet.
@@ -22,6 +25,7 @@ import { Lab } from '../src/lab/lab.js';
 import type { LbAttempt } from '../src/lab/lb-client.js';
 import { monotonicNowMs } from '../src/lab/monotonic-clock.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execFileSync } from 'node:child_process';
 
 /** The health-check defaults (docs/configuration.md): intervalMs 500, fall 2. */
 const intervalMs = 500;
@@ -70,6 +74,17 @@ if (process.getuid?.() !== 0) {
       t.equal(status.dataPlane, 'nftables', `${host}: this kernel has no IPVS, auto picks nftables`);
       t.same(status.backends.map((b) => [b.ready, b.kernelWeight, b.lastError]), [[true, 1, null], [true, 1, null], [true, 1, null]], `${host}: ready, weight 1 in the kernel`);
     }
+    const text = await lab.cluster.raftvip(steady.leader, ['status']);
+    t.match(text.stdout, /^lb\s+10\.213\.0\.100:6443 nftables rr, 3 of 3 backends ready$/m, 'raftvip status shows the service');
+    t.match(text.stdout, /^10\.213\.0\.12:6443\s+yes\s/m, 'and each backend');
+  });
+
+  t.test("connections made on the VIP holder itself (a kubelet's) are balanced too", async (t) => {
+    // The stand-ins listen on their host's own address, not on the VIP: without the DNAT for
+    // locally made connections, the holder's connection to its own VIP:6443 would be refused.
+    const attempts = await lab.runLbClient({ from: steady.leader, count: 30, intervalMs: 0 });
+    t.equal(attempts.filter((attempt) => attempt.error !== null).length, 0, 'none failed');
+    t.same(byHost(attempts), { h1: 10, h2: 10, h3: 10 }, 'round robin over all three');
   });
 
   t.test('round robin: 300 new connections within ±15 % of a fair share each', async (t) => {
@@ -149,6 +164,20 @@ if (process.getuid?.() !== 0) {
     t.ok(attempts.every((a) => a.startMs > 0), 'attempts ran');
     for (const host of lab.hosts) lab.cluster.signalApiserver(host, 'SIGUSR1');
     await waitForReady(3);
+  });
+
+  t.test('a daemon stopped with SIGTERM removes its table, and only it; it comes back on start', async (t) => {
+    const follower = lab.hosts.find((host) => host !== steady.leader) ?? 'h2';
+    const namespace = lab.network.hostNamespace(follower);
+    const tables = () => execFileSync('ip', ['netns', 'exec', namespace, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+    execFileSync('ip', ['netns', 'exec', namespace, 'nft', 'add table ip foreign']);
+    t.match(tables(), /table ip raftvip_lb/, 'programmed while running');
+    await lab.terminate(follower);
+    t.notMatch(tables(), /raftvip_lb/, 'removed on stop');
+    t.match(tables(), /table ip foreign/, 'a foreign table stays');
+    await lab.cluster.start(follower);
+    await waitForReady(3);
+    t.match(tables(), /table ip raftvip_lb/, 'programmed again at start');
   });
 
   t.test('traffic continues across a VIP failover: the new holder forwards to every ready backend', async (t) => {

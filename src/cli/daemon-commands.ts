@@ -1,6 +1,7 @@
 // `raftvip run`, `raftvip status` and `raftvip transfer-leadership`: the daemon and the two
 // commands that talk to it through its admin API (the address comes from the same config file).
 
+import { formatEndpoint } from '../lb/data-plane.js';
 import type { Argv } from 'yargs';
 import { loadConfig } from '../config/load-config.js';
 import { Daemon, type DaemonStatus } from '../daemon/daemon.js';
@@ -179,6 +180,23 @@ export function formatStatus(status: DaemonStatus): string {
       `${peer.id.padEnd(9)} ${peer.address.padEnd(24)} ${(peer.voter ? 'yes' : 'no').padEnd(6)} ${(peer.connected ? 'yes' : 'no').padEnd(10)} ` +
         `${String(peer.matchIndex ?? '-').padEnd(7)} ${peer.rttMs === null ? '-' : `${peer.rttMs} ms`}`,
     );
+  }
+  const lb = status.loadBalancer;
+  lines.push('');
+  if (!lb.enabled) {
+    lines.push('lb        disabled (loadBalancer.enabled: false)');
+  } else {
+    const warning = lb.noReadyBackend ? '  NO READY BACKEND: new connections are refused' : '';
+    lines.push(`lb        ${lb.service} ${lb.dataPlane} ${lb.scheduler}, ${lb.backendsReady} of ${lb.backendsTotal} backends ready${warning}`);
+    if (lb.lastError !== null) lines.push(`          last error ${lb.lastError.at}: ${lb.lastError.message}`);
+    lines.push('backend                  ready  since                     weight  kernel  conns  last error');
+    for (const backend of lb.backends) {
+      const conns = backend.activeConnections === null ? '-' : `${backend.activeConnections}/${backend.inactiveConnections ?? 0}`;
+      lines.push(
+        `${formatEndpoint(backend.address, backend.port).padEnd(24)} ${(backend.ready ? 'yes' : 'no').padEnd(6)} ${backend.since.padEnd(25)} ` +
+          `${String(backend.weight).padEnd(7)} ${String(backend.kernelWeight ?? '-').padEnd(7)} ${conns.padEnd(6)} ${backend.lastError ?? '-'}`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -145,10 +145,21 @@ export class Lab {
    * (default VIP:6443): new connections one after another, each recorded with its start, connect
    * time and the backend that answered. Resolves when it is done.
    */
-  runLbClient(options: { target?: string; count?: number; durationMs?: number; intervalMs?: number; timeoutMs?: number; mode?: LbClientMode }): Promise<LbAttempt[]> {
+  runLbClient(options: {
+    target?: string;
+    count?: number;
+    durationMs?: number;
+    intervalMs?: number;
+    timeoutMs?: number;
+    mode?: LbClientMode;
+    /** Run on this host instead of the client (a kubelet's connection to the VIP). */
+    from?: LabHostName;
+  }): Promise<LbAttempt[]> {
     const vip = this.watch.vip;
     const target = options.target ?? (vip.includes(':') ? `[${vip}]:${labApiserverPort}` : `${vip}:${labApiserverPort}`);
-    const child = this.network.spawnIn(this.network.clientNamespace, process.execPath, lbClientArgs({ ...options, target }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { from, ...clientOptions } = options;
+    const namespace = from === undefined ? this.network.clientNamespace : this.network.hostNamespace(from);
+    const child = this.network.spawnIn(namespace, process.execPath, lbClientArgs({ ...clientOptions, target }), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

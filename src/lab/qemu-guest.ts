@@ -13,8 +13,9 @@
 //    `control`), both writable. The guest has no network device: nothing it does can leave it.
 // 2. /init (busybox, in the initramfs) mounts proc, sysfs and devtmpfs, insmods the modules,
 //    mounts the host's `/` over 9p, puts an overlay with a tmpfs upper layer on it (the guest may
-//    write anywhere; its writes vanish at power-off), mounts fresh tmpfs on /run and /tmp, then
-//    the two writable shares at their host paths (a share may be under /tmp), moves /proc /sys
+//    write anywhere; its writes vanish at power-off), mounts a fresh tmpfs on /run (not on /tmp:
+//    the checkout may be under the host's /tmp), then the two writable shares at their host
+//    paths (a share may be under /tmp), moves /proc /sys
 //    /dev into the new root and `exec chroot`s into it, running stage two with the host's /bin/sh.
 //    The chroot must be done by PID 1 itself: PID 1 shares its fs_struct with kthreadd
 //    (CLONE_FS), so its chroot also moves the root the kernel's usermode helper runs in, and
@@ -391,10 +392,10 @@ mount_9p root ${initLowerDir} ${q(`${ninepOptions},ro,cache=loose`)}
 mount -t tmpfs -o mode=0755 tmpfs ${initOverlayDir} || fail "mount tmpfs"
 mkdir -p ${initOverlayDir}/upper ${initOverlayDir}/work
 mount -t overlay -o lowerdir=${initLowerDir},upperdir=${initOverlayDir}/upper,workdir=${initOverlayDir}/work overlay ${initNewRoot} || fail "mount overlay"
-# Fresh /run and /tmp before the shares: a share may live under /tmp (mkdtemp), and a tmpfs
-# mounted there later would hide it.
+# A fresh /run (ip netns keeps its mounts there) before the shares. /tmp stays the overlay's:
+# the checkout itself may live under the host's /tmp (CI clones there), and a tmpfs on /tmp
+# would hide it; the overlay's upper layer makes it writable all the same.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs ${initNewRoot}/run || fail "mount /run"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs ${initNewRoot}/tmp || fail "mount /tmp"
 mkdir -p ${q(initNewRoot + options.shareDir)} ${q(initNewRoot + options.controlDir)}
 mount_9p share ${q(initNewRoot + options.shareDir)} ${q(ninepOptions)}
 mount_9p control ${q(initNewRoot + options.controlDir)} ${q(ninepOptions)}
