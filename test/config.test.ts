@@ -5,7 +5,7 @@
 // with loose permissions or short keys are refused; and that `raftvip config check` and
 // `raftvip generate psk`, run as real processes, behave as documented (exit codes 0/1/2).
 
-import { chmodSync, copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -582,6 +582,20 @@ const ruleCases: ReadonlyArray<{ name: string; text: string; expected: string | 
   },
 ];
 
+t.test('loadBalancer.healthCheck.caFile that does not exist yet is pending, not an error; one that is not PEM is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'raftvip-lb-ca-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'raftvip.yaml');
+  const config = await parseConfigText(`${base}loadBalancer:\n  healthCheck: { caFile: pki/ca.crt }\n`, file, { localAddresses: noLocalPeer });
+  t.equal(config.loadBalancer.healthCheck.caPending, true, 'pending');
+  t.equal(config.loadBalancer.healthCheck.caFile, join(dir, 'pki/ca.crt'), 'resolved against the file');
+  t.equal(config.loadBalancer.healthCheck.tls.ca, null);
+  mkdirSync(join(dir, 'pki'));
+  writeFileSync(join(dir, 'pki/ca.crt'), 'not a certificate\n');
+  const lines = await issuesOf(`${base}loadBalancer:\n  healthCheck: { caFile: pki/ca.crt }\n`, { file });
+  t.match(lines, [/loadBalancer\.healthCheck\.caFile: .*ca\.crt does not hold a PEM certificate/], 'a file that exists must be a certificate');
+});
+
 t.test('each rule, broken alone, gives exactly its FILE:line:col: path: message', async (t) => {
   t.same(await parseConfigText(base, 'test.yaml', { localAddresses: noLocalPeer }).then(() => 'ok'), 'ok', 'the base is valid');
   for (const { name, text, expected } of ruleCases) {
@@ -746,12 +760,12 @@ t.test('raftvip config check, as a real process', async (t) => {
   const { file } = copyExample(t);
   const ok = await runRaftvip(['config', 'check', file, '--node-id', 'cp1']);
   t.equal(ok.code, 0, 'the example passes: exit 0');
-  t.equal(ok.stdout, `${file}: ok (node cp1, 3 peers, auth psk)\n`);
+  t.equal(ok.stdout, `${file}: ok (node cp1, 3 peers, auth psk)\n${file}: note: loadBalancer.healthCheck.caFile /etc/kubernetes/pki/ca.crt does not exist yet; backends fail their health check until it does (kubeadm init creates the cluster CA)\n`);
   t.equal(ok.stderr, '');
 
   const viaOption = await runRaftvip(['--config', file, 'config', 'check', '--node-id', 'cp2']);
   t.equal(viaOption.code, 0, 'FILE defaults to --config');
-  t.equal(viaOption.stdout, `${file}: ok (node cp2, 3 peers, auth psk)\n`);
+  t.equal(viaOption.stdout, `${file}: ok (node cp2, 3 peers, auth psk)\n${file}: note: loadBalancer.healthCheck.caFile /etc/kubernetes/pki/ca.crt does not exist yet; backends fail their health check until it does (kubeadm init creates the cluster CA)\n`);
 
   const minimal = await runRaftvip(['config', 'check', 'minimal.yaml', '--node-id', 'a'], { cwd: fixtures });
   t.equal(minimal.stdout, 'minimal.yaml: ok (node a, 3 peers, auth insecure)\n');

@@ -13,7 +13,7 @@
 
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -369,6 +369,32 @@ t.test('TLS verification', async (t) => {
   t.equal(skipDefaults.ready, true, 'insecureSkipVerify accepts an unverifiable certificate');
   const skipName = await decide('insecureSkipVerify with the wrong IP', misnamedPort, { ...verifyingTls, insecureSkipVerify: true });
   t.equal(skipName.ready, true, 'insecureSkipVerify skips the address check too');
+});
+
+t.test('a CA file that does not exist yet: no backend is trusted until it appears, then it is used', async (t) => {
+  const server = new ReadyzServer({ name: 'backend' });
+  const port = await server.listen();
+  t.teardown(() => server.close());
+  const caFile = join(dir, 'pending', 'ca.crt');
+  mkdirSync(join(dir, 'pending'), { recursive: true });
+  const { checker, changes, health } = watch(t, port, checkOptions({ tls: { ca: null, cert: null, key: null, insecureSkipVerify: false, pendingCaFile: caFile } }));
+  checker.start();
+  await waitFor('the first decision', () => changes.length > 0);
+  t.equal(changes[0]!.ready, false, 'not ready while the CA file is missing');
+  t.match(changes[0]!.lastError, /^caFile .*ca\.crt does not exist yet/, `says why: ${changes[0]!.lastError}`);
+  await sleep(250);
+  t.equal(health().ready, false, 'still not ready');
+  writeFileSync(caFile, clusterCa);
+  await waitFor('ready once the CA exists', () => health().ready, 5_000);
+  t.equal(health().lastError, null, 'verified against the CA read from the file');
+  checker.stop();
+
+  const rogueFile = join(dir, 'pending', 'rogue.crt');
+  const rogueChecker = watch(t, port, checkOptions({ tls: { ca: null, cert: null, key: null, insecureSkipVerify: false, pendingCaFile: rogueFile } }));
+  writeFileSync(rogueFile, pem(rogue.caFile));
+  rogueChecker.checker.start();
+  await waitFor('the first decision', () => rogueChecker.changes.length > 0);
+  t.match(rogueChecker.changes[0], { ready: false, lastError: /^certificate verify failed/ }, 'a pending CA that turns out to be the wrong one verifies nothing');
 });
 
 t.test('an IPv6 backend: Host in brackets, the certificate checked against its IPv6 SAN', async (t) => {

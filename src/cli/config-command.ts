@@ -80,5 +80,9 @@ async function checkConfig(options: {
   }
   const peers = config.cluster.peers.length === 1 ? '1 peer' : `${config.cluster.peers.length} peers`;
   process.stdout.write(`${file}: ok (node ${config.node.id}, ${peers}, auth ${config.cluster.auth.kind})\n`);
+  const healthCheck = config.loadBalancer.healthCheck;
+  if (config.loadBalancer.enabled && healthCheck.caPending) {
+    process.stdout.write(`${file}: note: loadBalancer.healthCheck.caFile ${healthCheck.caFile ?? ''} does not exist yet; backends fail their health check until it does (kubeadm init creates the cluster CA)\n`);
+  }
   return exitCode.ok;
 }

@@ -4,7 +4,7 @@
 // `raftvip config check` complains, before any peer connection could fail for the same reason.
 
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { access, open } from 'node:fs/promises';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { resolve } from 'node:path';
 import { describeFsError } from './config-errors.js';
@@ -99,11 +99,21 @@ export async function readHealthCheckFiles(options: {
   const caFile = path(draft.caFile);
   const certFile = path(draft.certFile);
   const keyFile = path(draft.keyFile);
-  const section = (tls: ConfigLoadBalancer['healthCheck']['tls']): ConfigLoadBalancer => ({
+  const section = (tls: ConfigLoadBalancer['healthCheck']['tls'], caPending = false): ConfigLoadBalancer => ({
     ...loadBalancer,
-    healthCheck: { ...draft, caFile, certFile, keyFile, tls },
+    healthCheck: { ...draft, caFile, certFile, keyFile, tls, caPending },
   });
   if (options.readSecrets === false || !loadBalancer.enabled) return section({ ca: null, cert: null, key: null });
+  // A caFile that does not exist yet is allowed: raftvip starts before `kubeadm init` creates
+  // the cluster CA. Any other problem with it (not readable, not PEM) is an error as usual.
+  let caPending = false;
+  if (caFile !== null) {
+    try {
+      await access(caFile, constants.F_OK);
+    } catch (error) {
+      caPending = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    }
+  }
 
   const prefix = 'loadBalancer.healthCheck';
   const read = async (located: Located<string> | null, file: string | null, key: string, secret: boolean): Promise<Buffer | null | undefined> => {
@@ -113,7 +123,7 @@ export async function readHealthCheckFiles(options: {
     return result.ok ? result.data : undefined;
   };
   const [ca, cert, key] = await Promise.all([
-    read(draft.caFile, caFile, 'caFile', false),
+    caPending ? null : read(draft.caFile, caFile, 'caFile', false),
     read(draft.certFile, certFile, 'certFile', false),
     read(draft.keyFile, keyFile, 'keyFile', true),
   ]);
@@ -131,7 +141,7 @@ export async function readHealthCheckFiles(options: {
     valid = false;
   }
   if (!valid || ca === undefined || cert === undefined || key === undefined) return undefined;
-  return section({ ca, cert, key });
+  return section({ ca, cert, key }, caPending);
 }
 
 interface Where {

@@ -63,6 +63,10 @@ export interface ConfigHealthCheck {
   readonly keyFile: string | null;
   readonly insecureSkipVerify: boolean;
   readonly tls: { readonly ca: Buffer | null; readonly cert: Buffer | null; readonly key: Buffer | null };
+  /** caFile is named but did not exist at load time (kubeadm creates it during `kubeadm init`,
+   * after raftvip starts): the health checker reads it once it appears, and until then no
+   * backend passes its check. */
+  readonly caPending: boolean;
 }
 
 export interface ConfigLoadBalancer {
@@ -82,7 +86,7 @@ export interface ConfigLoadBalancer {
 
 /** The section as the schema pass leaves it: file paths not yet resolved or read. */
 export interface DraftLoadBalancer extends Omit<ConfigLoadBalancer, 'healthCheck'> {
-  readonly healthCheck: Omit<ConfigHealthCheck, 'caFile' | 'certFile' | 'keyFile' | 'tls'> & {
+  readonly healthCheck: Omit<ConfigHealthCheck, 'caFile' | 'certFile' | 'keyFile' | 'tls' | 'caPending'> & {
     readonly caFile: Located<string> | null;
     readonly certFile: Located<string> | null;
     readonly keyFile: Located<string> | null;

@@ -283,7 +283,11 @@ export class Daemon {
         timeoutMs: lb.healthCheck.timeoutMs,
         rise: lb.healthCheck.rise,
         fall: lb.healthCheck.fall,
-        tls: { ...lb.healthCheck.tls, insecureSkipVerify: lb.healthCheck.insecureSkipVerify },
+        tls: {
+          ...lb.healthCheck.tls,
+          insecureSkipVerify: lb.healthCheck.insecureSkipVerify,
+          pendingCaFile: lb.healthCheck.caPending ? lb.healthCheck.caFile : null,
+        },
       },
       onChange: (backend: BackendHealth) => {
         const name = formatEndpoint(backend.address, backend.port);
@@ -292,6 +296,9 @@ export class Daemon {
         controller?.kick();
       },
     });
+    if (lb.healthCheck.caPending) {
+      log('warn', `loadBalancer.healthCheck.caFile ${lb.healthCheck.caFile ?? ''} does not exist yet: no backend passes its check until it does (kubeadm init creates it)`);
+    }
     controller = new LoadBalancerController({ vipAddress: config.vip.address, config: lb, dataPlane, health, log });
     await controller.start();
     log('info', `load balancing ${formatEndpoint(config.vip.address, lb.port)} over ${lb.backends.length} backends with ${dataPlane.kind} (${lb.scheduler})`, {

@@ -39,6 +39,7 @@ import { connect as netConnect, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { assert } from '../raft/assert.js';
+import { readFile } from 'node:fs/promises';
 
 export const healthCheckTypes = ['https', 'tcp'] as const;
 /** 'https': GET path must answer 200. 'tcp': a TCP connect must succeed. */
@@ -53,6 +54,11 @@ export interface HealthCheckTls {
   readonly key: Buffer | null;
   /** Skip verifying the backend's certificate (chain and address). Explicit only. */
   readonly insecureSkipVerify: boolean;
+  /** A CA file that did not exist when the configuration was loaded (kubeadm's
+   * /etc/kubernetes/pki/ca.crt before `kubeadm init`): while `ca` is null, each HTTPS check first
+   * tries to read it; until it exists every check fails saying so, and once read it is the CA
+   * for good. null or absent: no such file. */
+  readonly pendingCaFile?: string | null;
 }
 
 /** What the config gives the checker (defaults and validation of user input live in the config
@@ -336,11 +342,14 @@ interface BackendSlot {
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export class HealthChecker {
-  readonly #options: HealthCheckOptions;
+  /** Replaced once, when a pending CA file is read (its `tls.ca` is then set). */
+  #options: HealthCheckOptions;
   readonly #onChange: ((backend: BackendHealth) => void) | null;
   readonly #inFlightMax: number;
   readonly #now: () => number;
-  readonly #secureContext: SecureContext | undefined;
+  #secureContext: SecureContext | undefined;
+  /** The CA file still to be read (HealthCheckTls.pendingCaFile), or null. */
+  #pendingCaFile: string | null;
   readonly #slots: BackendSlot[];
   /** Backends whose check is due but found inFlightMax checks in flight; FIFO, each at most once. */
   readonly #waiting: BackendSlot[] = [];
@@ -363,6 +372,7 @@ export class HealthChecker {
     this.#inFlightMax = inFlightMax;
     this.#now = options.now ?? Date.now;
     this.#secureContext = options.options.type === 'https' ? healthCheckSecureContext(options.options.tls) : undefined;
+    this.#pendingCaFile = options.options.type === 'https' && options.options.tls.ca === null ? (options.options.tls.pendingCaFile ?? null) : null;
     const since = this.#now();
     this.#slots = options.backends.map((backend) => ({
       backend: { address: backend.address, port: backend.port },
@@ -435,7 +445,15 @@ export class HealthChecker {
     const controller = new AbortController();
     slot.controller = controller;
     const startedMs = performance.now();
-    void checkBackendOnce({ backend: slot.backend, options: this.#options, signal: controller.signal, secureContext: this.#secureContext }).then(
+    const check =
+      this.#pendingCaFile === null
+        ? checkBackendOnce({ backend: slot.backend, options: this.#options, signal: controller.signal, secureContext: this.#secureContext })
+        : this.#loadPendingCa().then((error) =>
+            error === null
+              ? checkBackendOnce({ backend: slot.backend, options: this.#options, signal: controller.signal, secureContext: this.#secureContext })
+              : failure(error),
+          );
+    void check.then(
       (result) => {
         this.#inFlight--;
         if (slot.controller === controller) slot.controller = null;
@@ -452,6 +470,31 @@ export class HealthChecker {
         }, Math.max(0, this.#options.intervalMs - durationMs));
       },
     );
+  }
+
+  /** Tries to read the pending CA file: null once the CA is in use (now or before), else why
+   * the check cannot verify yet. Concurrent checks may read it twice; the first to finish wins. */
+  async #loadPendingCa(): Promise<string | null> {
+    const file = this.#pendingCaFile;
+    if (file === null) return null;
+    let ca: Buffer;
+    try {
+      ca = await readFile(file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      return code === 'ENOENT'
+        ? `caFile ${file} does not exist yet (kubeadm init creates the cluster CA); no backend is trusted until it does`
+        : `cannot read caFile ${file}: ${code ?? (error as Error).message}`;
+    }
+    if (this.#pendingCaFile === null) return null;
+    try {
+      this.#secureContext = healthCheckSecureContext({ ...this.#options.tls, ca });
+      this.#options = { ...this.#options, tls: { ...this.#options.tls, ca, pendingCaFile: null } };
+    } catch (error) {
+      return `caFile ${file} does not hold a usable PEM certificate: ${(error as Error).message}`;
+    }
+    this.#pendingCaFile = null;
+    return null;
   }
 
   #record(slot: BackendSlot, result: HealthCheckResult, durationMs: number): void {
