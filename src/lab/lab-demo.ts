@@ -1,6 +1,8 @@
 // `raftvip lab` and `raftvip lab demo`: the lab (lab.ts) for a person at a terminal.
 //
-// `lab demo` builds a 3-host lab, shows who holds the VIP, then fails the holder three ways
+// `lab demo` builds a 3-host lab, shows who holds the VIP and how VIP:6443 is balanced over a
+// kube-apiserver stand-in on every host (and drained from one that turns not ready), then fails
+// the holder three ways
 // (daemon crash + ExecStopPost, power-off, planned SIGTERM) and prints the outage the client saw
 // each time, with a live line of every host's role and term, the VIP holder and whom the client
 // reaches. `lab` builds the lab and keeps it running until Ctrl-C, printing how to poke at it.
@@ -11,11 +13,14 @@ import { Lab, sleep } from './lab.js';
 import { labClientAddress, labVip } from './lab-network.js';
 import { longestGap } from './probe-analysis.js';
 import { monotonicNowMs } from './monotonic-clock.js';
+import type { LbAttempt } from './lb-client.js';
 
 /** How often the live line is redrawn. */
 export const liveViewIntervalMs = 100;
 /** Time after a failover before the outage is read: late attempts time out (probe timeout). */
 const settleMs = 700;
+/** From the daemons' start to every kube-apiserver stand-in ready behind the VIP. */
+const demoReadyTimeoutMs = 15_000;
 
 export interface LabOutput {
   write(text: string): void;
@@ -99,7 +104,7 @@ export async function runLabDemo(output: LabOutput): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    lab = await Lab.start({ hosts: 3, handleSignals: false, probeIntervalMs: 5, probeTimeoutMs: 500 });
+    lab = await Lab.start({ hosts: 3, handleSignals: false, probeIntervalMs: 5, probeTimeoutMs: 500, apiservers: { startDelayMs: 300 } });
     return await demo(lab, output, startedAt);
   } finally {
     process.off('SIGINT', onSignal);
@@ -115,6 +120,7 @@ async function demo(lab: Lab, output: LabOutput, startedAt: number): Promise<num
     live.start();
     let steady = await lab.waitForSteady();
     live.say(`${steady.leader} was elected and holds the VIP; the client reaches ${steady.leader} on ${labVip}:80`);
+    await demoLoadBalancer(lab, live);
 
     const failures = [
       {
@@ -168,6 +174,34 @@ async function demo(lab: Lab, output: LabOutput, startedAt: number): Promise<num
     await lab.stop();
     output.write(' done: every process ended, every namespace deleted\n');
   }
+}
+
+/** The load balancer: new connections to VIP:6443 spread over every host's kube-apiserver
+ * stand-in, and one turned not ready is drained while it still serves. */
+async function demoLoadBalancer(lab: Lab, live: LiveLine): Promise<void> {
+  const deadline = monotonicNowMs() + demoReadyTimeoutMs;
+  for (;;) {
+    const status = await lab.cluster.status(lab.hosts[0]!);
+    if ('backendsReady' in status.loadBalancer && status.loadBalancer.backendsReady === lab.hosts.length) break;
+    if (monotonicNowMs() > deadline) throw new Error('the kube-apiserver stand-ins did not all become ready');
+    await sleep(50);
+  }
+  const count = (attempts: readonly LbAttempt[]) =>
+    lab.hosts.map((host) => `${host} ${attempts.filter((attempt) => attempt.backend === host).length}`).join(', ') +
+    `${attempts.some((attempt) => attempt.error !== null) ? `, failed ${attempts.filter((attempt) => attempt.error !== null).length}` : ''}`;
+  const spread = await lab.runLbClient({ count: 30, intervalMs: 0 });
+  live.say(`\nload balancer: each host runs a kube-apiserver stand-in on :6443; 30 new HTTPS connections to ${labVip}:6443 answered by ${count(spread)}`);
+  const backend = lab.hosts.find((host) => host !== lab.cluster.leader()) ?? lab.hosts[0]!;
+  const run = lab.runLbClient({ durationMs: 2000, intervalMs: 5 });
+  await sleep(300);
+  const sinceMs = monotonicNowMs();
+  lab.cluster.signalApiserver(backend, 'SIGUSR1');
+  const notReady = await lab.cluster.waitForApiserverEvent(backend, 'not-ready', { sinceMs, timeoutMs: 2000 });
+  const attempts = await run;
+  const last = attempts.filter((attempt) => attempt.backend === backend).at(-1);
+  const drainedMs = last === undefined ? '?' : (last.startMs - notReady.atMs).toFixed(0);
+  live.say(`load balancer: ${backend}'s /readyz turned 503 (it still serves); its last new connection came ${drainedMs} ms later; over 2 s: ${count(attempts)}`);
+  lab.cluster.signalApiserver(backend, 'SIGUSR1');
 }
 
 /** `raftvip lab`: builds the lab and keeps it until SIGINT/SIGTERM. */
