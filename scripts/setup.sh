@@ -23,7 +23,9 @@ set -euo pipefail
 #             IPVS tests boot Debian's kernel under qemu with a busybox initramfs that loads the
 #             virtio/9p modules (kmod's depmod/modinfo resolve their order) and share the host's
 #             root read-only (test/guest/).
-apt_packages=(iproute2 openssl nftables ipvsadm qemu-system-x86 linux-image-amd64 busybox-static kmod)
+#   xz-utils: unpacks the guest kernel's vmlinux so qemu boots it directly (~2 s faster than the
+#             compressed image; without xz the slower path is taken).
+apt_packages=(iproute2 openssl nftables ipvsadm qemu-system-x86 linux-image-amd64 busybox-static kmod xz-utils)
 
 node_major_min=20
 node_minor_min=10
