@@ -25,7 +25,8 @@ set -euo pipefail
 #             root read-only (test/guest/).
 #   xz-utils: unpacks the guest kernel's vmlinux so qemu boots it directly (~2 s faster than the
 #             compressed image; without xz the slower path is taken).
-apt_packages=(iproute2 openssl nftables ipvsadm qemu-system-x86 linux-image-amd64 busybox-static kmod xz-utils)
+#   keepalived: the peer raftvip is compared with (npm run bench:compare, test/lab-keepalived.test.ts).
+apt_packages=(iproute2 openssl nftables ipvsadm qemu-system-x86 linux-image-amd64 busybox-static kmod xz-utils keepalived)
 
 node_major_min=20
 node_minor_min=10

@@ -249,6 +249,14 @@ export class LabCluster {
     );
   }
 
+  /** Starts the name server of every host (or of `host`) without its daemon: for a lab in which
+   * another tool (keepalived, for the comparison) holds the VIP. */
+  async startNameServers(host?: LabHostName): Promise<void> {
+    if (this.stopping) throw new LabError({ code: 'LAB_STOPPED', detail: 'the lab cluster was stopped' });
+    const hosts = host === undefined ? this.network.hosts : [host];
+    await Promise.all(hosts.map((h) => this.startNameServer(this.state(h))));
+  }
+
   /** Starts the host's apiserver stub if it is not running; resolves once it listens (it says
    * ready after its start delay). Only with the `apiservers` option. */
   async startApiserver(host: LabHostName): Promise<void> {

@@ -328,6 +328,35 @@ export class LabNetwork {
   }
 
   /**
+   * Isolates the host from the other hosts while the client still reaches it: an nft table
+   * (`lab_isolate`, in the host's namespace) drops every packet to or from another host's
+   * address and every VRRP packet (protocol 112, multicast) in both directions. Raft peers and
+   * VRRP routers on either side then stop hearing each other, and the client, which talks to
+   * both sides, sees what each side does with the VIP: the split-brain probe. `heal` removes it.
+   */
+  isolate(host: LabHostName): void {
+    this.assertLive();
+    const others = this.hosts.filter((other) => other !== host).map((other) => this.hostAddress(other));
+    const set = `{ ${others.join(', ')} }`;
+    const script = [
+      'table inet lab_isolate',
+      'delete table inet lab_isolate',
+      'table inet lab_isolate {',
+      `  chain input { type filter hook input priority -300; policy accept; ip saddr ${set} drop; ip protocol vrrp drop; }`,
+      `  chain output { type filter hook output priority -300; policy accept; ip daddr ${set} drop; ip protocol vrrp drop; }`,
+      '}',
+      '',
+    ].join('\n');
+    runSync('ip', ['netns', 'exec', this.hostNamespace(host), 'nft', '-f', '-'], script);
+  }
+
+  /** Undoes isolate(); a no-op when the host is not isolated. */
+  heal(host: LabHostName): void {
+    this.assertLive();
+    runSync('ip', ['netns', 'exec', this.hostNamespace(host), 'nft', '-f', '-'], 'table inet lab_isolate\ndelete table inet lab_isolate\n');
+  }
+
+  /**
    * Replaces the root qdisc of the host's eth0 with `netem <spec...>` (for example
    * `['loss', '1%', 'delay', '1ms', '1ms']`), or with null removes it (a no-op when none is set).
    * Throws LAB_UNSUPPORTED on a kernel without the netem qdisc (CONFIG_NET_SCH_NETEM unset, as

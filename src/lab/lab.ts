@@ -37,6 +37,9 @@ export interface LabOptions {
   probeTimeoutMs?: number;
   /** Install SIGINT/SIGTERM handlers that tear the lab down (the CLI; not tests). */
   handleSignals?: boolean;
+  /** Start the raftvip daemons (default true); false starts only the name servers, for a VIP
+   * held by something else (lab-keepalived.ts). */
+  daemons?: boolean;
   /** kube-apiserver stand-ins on every host and the load balancer on (LabClusterOptions). */
   apiservers?: LabClusterOptions['apiservers'];
   /** YAML merged over each host's peer file (LabClusterOptions.extraYaml). */
@@ -79,7 +82,8 @@ export class Lab {
         ...(options.apiservers === undefined ? {} : { apiservers: options.apiservers }),
         ...(options.extraYaml === undefined ? {} : { extraYaml: options.extraYaml }),
       });
-      await cluster.start();
+      if (options.daemons ?? true) await cluster.start();
+      else await cluster.startNameServers();
       if (options.probe ?? true) {
         probe = await LabProbe.start({
           network,
