@@ -27,13 +27,14 @@
 //
 // Root only (network namespaces).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Lab, sleep } from '../src/lab/lab.js';
 import { LabKeepalived, keepalivedDefaults, type KeepalivedSettings } from '../src/lab/lab-keepalived.js';
 import type { LabHostName } from '../src/lab/lab-network.js';
 import { monotonicNowMs } from '../src/lab/monotonic-clock.js';
 import { longestGap } from '../src/lab/probe-analysis.js';
+import { option, quantile } from './bench-support.js';
 
 const contenderNames = ['raftvip', 'keepalived-defaults', 'keepalived-fast'] as const;
 type ContenderName = (typeof contenderNames)[number];
@@ -79,16 +80,6 @@ interface Contender {
   restart(host: LabHostName): Promise<void>;
   pids(host: LabHostName): number[];
   stop(): Promise<void>;
-}
-
-function option(name: string): string | undefined {
-  const args = process.argv.slice(2);
-  const index = args.indexOf(name);
-  return index === -1 ? undefined : args[index + 1];
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 }
 
 function round(x: number): number {
@@ -162,19 +153,9 @@ async function waitForOneHolder(lab: Lab, options: { sinceMs: number; exclude?: 
   }
 }
 
-/** ms during which two or more hosts not in `dead` held the VIP, within [from, to]. */
-function liveOverlapMs(lab: Lab, from: number, to: number, dead: readonly LabHostName[] = []): number {
-  const intervals = lab.watch.timeline().filter((interval) => !dead.includes(interval.host));
-  const stamps = [...new Set([from, to, ...intervals.flatMap((i) => [i.from, i.to ?? to])])].filter((t) => t >= from && t <= to).sort((a, b) => a - b);
-  let total = 0;
-  for (let index = 0; index + 1 < stamps.length; index++) {
-    const start = stamps[index]!;
-    const end = stamps[index + 1]!;
-    const middle = (start + end) / 2;
-    const holders = intervals.filter((i) => i.from <= middle && (i.to ?? Number.POSITIVE_INFINITY) > middle).length;
-    if (holders >= 2) total += end - start;
-  }
-  return total;
+/** ms during which two or more hosts held the VIP, within [from, to] (VipWatch's sweep). */
+function twoHoldersMs(lab: Lab, from: number, to: number): number {
+  return lab.watch.maxSimultaneousHolders({ from, to }).overlaps.reduce((sum, overlap) => sum + overlap.durationMs, 0);
 }
 
 function cpuAndRss(pids: readonly number[]): { cpuMs: number; rssKiB: number } {
@@ -243,7 +224,7 @@ async function runContender(lab: Lab, contender: Contender, options: { cycles: n
       const outageMs = longestGap(lab.probe!.attempts(), at - 200, monotonicNowMs());
       const failedConnects = lab.probe!.failedBetween(at - 200, monotonicNowMs()).length;
       // How long the crashed host's copy stayed while the new holder had it too.
-      const deadCopyMs = kind === 'crash' ? round(liveOverlapMs(lab, at, monotonicNowMs())) : 0;
+      const deadCopyMs = kind === 'crash' ? round(twoHoldersMs(lab, at, monotonicNowMs())) : 0;
       cycles.push({ kind, cycle, from: old, to: next.holder, outageMs: outageMs === null ? null : round(outageMs), failedConnects, deadCopyMs });
       write(
         `  ${kind.padEnd(9)} #${String(cycle).padStart(2)} ${old}→${next.holder} outage ${String(outageMs === null ? '?' : round(outageMs)).padStart(7)} ms, failed ${failedConnects}` +
@@ -264,7 +245,7 @@ async function runContender(lab: Lab, contender: Contender, options: { cycles: n
   lab.network.heal(isolated);
   const healedAt = monotonicNowMs();
   await sleep(3000);
-  const twoLiveHoldersMs = round(liveOverlapMs(lab, cutAt, monotonicNowMs()));
+  const twoLiveHoldersMs = round(twoHoldersMs(lab, cutAt, monotonicNowMs()));
   write(`  split brain: ${isolated} isolated for ${options.partitionMs} ms: two live holders for ${twoLiveHoldersMs} ms\n`);
   await waitForOneHolder(lab, { sinceMs: healedAt });
 
@@ -294,9 +275,7 @@ async function runContender(lab: Lab, contender: Contender, options: { cycles: n
   await contender.stop();
   // Nothing of this contender may hold the VIP when the next one starts.
   for (const host of lab.watch.holders()) {
-    await import('node:child_process').then(({ execFileSync }) =>
-      execFileSync('ip', ['-n', lab.network.hostNamespace(host), 'addr', 'del', `${lab.watch.vip}/32`, 'dev', 'eth0'], { stdio: 'ignore' }),
-    );
+    execFileSync('ip', ['-n', lab.network.hostNamespace(host), 'addr', 'del', `${lab.watch.vip}/32`, 'dev', 'eth0'], { stdio: 'ignore' });
   }
   return { name: contender.name, cycles, splitBrain: { isolated, partitionMs: options.partitionMs, twoLiveHoldersMs }, soak, footprint };
 }

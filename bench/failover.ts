@@ -27,6 +27,7 @@ import { monotonicNowMs } from '../src/lab/monotonic-clock.js';
 import { longestGap } from '../src/lab/probe-analysis.js';
 import { timingMsDefault } from '../src/raft/timing.js';
 import { garpBurstCount, garpBurstIntervalMs } from '../src/vip/vip-planner.js';
+import { option, quantile } from './bench-support.js';
 
 const kinds = ['crash', 'power-off', 'sigterm', 'transfer'] as const;
 type Kind = (typeof kinds)[number];
@@ -63,12 +64,6 @@ function vipGap(lab: Lab, from: string, to: string, sinceMs: number): number | n
   const added = events.find((e) => e.host === to && e.kind === 'added' && e.at >= sinceMs - quietMs);
   if (removed === undefined || added === undefined) return null;
   return round(added.at - removed.at);
-}
-
-function option(name: string): string | undefined {
-  const args = process.argv.slice(2);
-  const index = args.indexOf(name);
-  return index === -1 ? undefined : args[index + 1];
 }
 
 async function main(): Promise<void> {
@@ -175,7 +170,7 @@ async function main(): Promise<void> {
   const rows = chosen.map((kind) => {
     const mine = results.filter((r) => r.kind === kind);
     const outages = mine.map((r) => r.outageMs ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
-    const at = (q: number) => outages[Math.min(outages.length - 1, Math.ceil(q * outages.length) - 1)] ?? NaN;
+    const at = (q: number) => quantile(outages, q);
     return [
       kind,
       String(mine.length),

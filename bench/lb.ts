@@ -24,6 +24,7 @@ import { labApiserverPort } from '../src/lab/lab-cluster.js';
 import type { LbAttempt } from '../src/lab/lb-client.js';
 import { monotonicNowMs } from '../src/lab/monotonic-clock.js';
 import { healthCheckIntervalMsDefault, healthCheckRiseFallDefault } from '../src/config/load-balancer-schema.js';
+import { option, quantile } from './bench-support.js';
 
 /** Rounds of VIP-then-direct measurements; the direct target rotates over every backend, so
  * both sides reach the same mix of backends under the same machine load. */
@@ -31,29 +32,9 @@ const rounds = 30;
 const drainIntervalMs = 5;
 const readyTimeoutMs = 20_000;
 
-function option(name: string): string | undefined {
-  const args = process.argv.slice(2);
-  const index = args.indexOf(name);
-  return index === -1 ? undefined : args[index + 1];
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
-}
-
 function round(x: number, digits = 3): number {
   const factor = 10 ** digits;
   return Math.round(x * factor) / factor;
-}
-
-async function waitForReady(lab: Lab, count: number): Promise<void> {
-  const deadline = monotonicNowMs() + readyTimeoutMs;
-  for (;;) {
-    const statuses = await Promise.all(lab.hosts.map((host) => lab.cluster.status(host)));
-    if (statuses.every((status) => 'backendsReady' in status.loadBalancer && status.loadBalancer.backendsReady === count)) return;
-    if (monotonicNowMs() > deadline) throw new Error(`backends did not reach ${count} ready within ${readyTimeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 async function main(): Promise<void> {
@@ -74,7 +55,7 @@ async function main(): Promise<void> {
   let directBackend = '';
   try {
     leader = (await lab.waitForSteady()).leader;
-    await waitForReady(lab, 3);
+    await lab.waitForBackendsReady(3, readyTimeoutMs);
     directBackend = lab.hosts.find((host) => host !== leader) ?? lab.hosts[0]!;
     process.stdout.write(`lab up: leader ${leader}; ${connects} connects each way, direct ones rotating over ${lab.hosts.join(', ')}\n`);
 
@@ -106,7 +87,7 @@ async function main(): Promise<void> {
       drains.push({ backend, drainMs, failedConnects });
       process.stdout.write(`  drain #${String(cycle).padStart(2)} ${backend}: last new connection ${drainMs} ms after /readyz failed, failed connects ${failedConnects}\n`);
       lab.cluster.signalApiserver(backend, 'SIGUSR1');
-      await waitForReady(lab, 3);
+      await lab.waitForBackendsReady(3, readyTimeoutMs);
     }
   } finally {
     await lab.stop();

@@ -55,15 +55,7 @@ if (process.getuid?.() !== 0) {
     return counts;
   };
   const lbStatus = async (host: string): Promise<LbStatus> => (await lab.cluster.status(host as never)).loadBalancer as unknown as LbStatus;
-  const waitForReady = async (count: number): Promise<void> => {
-    const deadline = monotonicNowMs() + readyTimeoutMs;
-    for (;;) {
-      const statuses = await Promise.all(lab.hosts.map((host) => lbStatus(host)));
-      if (statuses.every((status) => status.backendsReady === count && status.backends.every((b) => (b.kernelWeight ?? 0) === (b.ready ? b.weight : 0)))) return;
-      if (monotonicNowMs() > deadline) throw new Error(`backends ready: ${statuses.map((s) => s.backendsReady).join(', ')}, want ${count} on every host`);
-      await sleep(50);
-    }
-  };
+  const waitForReady = (count: number): Promise<void> => lab.waitForBackendsReady(count, readyTimeoutMs);
   const steady = await lab.waitForSteady();
   t.comment(`leader ${steady.leader}`);
 

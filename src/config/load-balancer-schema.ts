@@ -11,7 +11,7 @@
 import type { Node } from 'yaml';
 import { dataPlaneKinds, realServerWeightMax, schedulers, type DataPlaneKind, type Scheduler } from '../lb/data-plane.js';
 import { nftablesSupports } from '../lb/nftables-ruleset.js';
-import { healthCheckTypes, type HealthCheckType } from '../lb/health-checker.js';
+import { healthCheckPathBytesMax, healthCheckTypes, type HealthCheckType } from '../lb/health-checker.js';
 import { parseHostPort, parseIpLiteral, portMax, portMin, type IpFamily } from './host-port.js';
 import { indexPath, type Located, type MapView, type YamlReader } from './yaml-reader.js';
 
@@ -24,7 +24,6 @@ export const dataPlaneChoices = ['auto', ...dataPlaneKinds] as const;
 export type DataPlaneChoice = (typeof dataPlaneChoices)[number];
 /** kube-apiserver fails /readyz as soon as it begins shutting down, while it still serves. */
 export const healthCheckPathDefault = '/readyz';
-export const healthCheckPathBytesMax = 1024;
 export const healthCheckIntervalMsDefault = 500;
 export const healthCheckIntervalMsMin = 100;
 export const healthCheckIntervalMsMax = 60_000;

@@ -179,13 +179,7 @@ async function demo(lab: Lab, output: LabOutput, startedAt: number): Promise<num
 /** The load balancer: new connections to VIP:6443 spread over every host's kube-apiserver
  * stand-in, and one turned not ready is drained while it still serves. */
 async function demoLoadBalancer(lab: Lab, live: LiveLine): Promise<void> {
-  const deadline = monotonicNowMs() + demoReadyTimeoutMs;
-  for (;;) {
-    const status = await lab.cluster.status(lab.hosts[0]!);
-    if ('backendsReady' in status.loadBalancer && status.loadBalancer.backendsReady === lab.hosts.length) break;
-    if (monotonicNowMs() > deadline) throw new Error('the kube-apiserver stand-ins did not all become ready');
-    await sleep(50);
-  }
+  await lab.waitForBackendsReady(lab.hosts.length, demoReadyTimeoutMs);
   const count = (attempts: readonly LbAttempt[]) =>
     lab.hosts.map((host) => `${host} ${attempts.filter((attempt) => attempt.backend === host).length}`).join(', ') +
     `${attempts.some((attempt) => attempt.error !== null) ? `, failed ${attempts.filter((attempt) => attempt.error !== null).length}` : ''}`;

@@ -145,6 +145,28 @@ export class Lab {
   }
 
   /**
+   * Waits until every host's load balancer reports `count` ready backends and its kernel table
+   * agrees (each backend's weight in the kernel is its configured weight when ready, 0 when not).
+   * Only with the `apiservers` option. Rejects with LAB_TIMEOUT after `timeoutMs`.
+   */
+  async waitForBackendsReady(count: number, timeoutMs: number = labSteadyTimeoutMs): Promise<void> {
+    const deadline = monotonicNowMs() + timeoutMs;
+    for (;;) {
+      const statuses = await Promise.all(this.hosts.map((host) => this.cluster.status(host)));
+      const settled = statuses.map((status) => {
+        const lb = status.loadBalancer;
+        return 'backendsReady' in lb && lb.backendsReady === count && lb.backends.every((backend) => (backend.kernelWeight ?? 0) === (backend.ready ? backend.weight : 0));
+      });
+      if (settled.every(Boolean)) return;
+      if (monotonicNowMs() > deadline) {
+        const seen = statuses.map((status) => ('backendsReady' in status.loadBalancer ? status.loadBalancer.backendsReady : 'disabled')).join(', ');
+        throw labTimeout(`backends ready on each host: ${seen}; wanted ${count} everywhere, in the kernel too, within ${timeoutMs} ms`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /**
    * Runs the load-balancer client (lb-client.ts) in the client namespace against `target`
    * (default VIP:6443): new connections one after another, each recorded with its start, connect
    * time and the backend that answered. Resolves when it is done.

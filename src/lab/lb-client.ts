@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { monotonicNowMs } from './monotonic-clock.js';
+import { parseHostPort } from '../config/host-port.js';
 
 export const lbClientAttemptsMax = 100_000;
 export const lbClientResponseBytesMax = 4096;
@@ -93,9 +94,9 @@ export function attempt(options: { host: string; port: number; timeoutMs: number
 }
 
 function parseTarget(text: string): { host: string; port: number } {
-  const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(text);
-  if (match === null) throw new Error(`--target must be host:port, got ${text}`);
-  return { host: match[1] as string, port: Number(match[2]) };
+  const parsed = parseHostPort(text);
+  if (!parsed.ok) throw new Error(`--target: ${parsed.message}`);
+  return { host: parsed.value.host, port: parsed.value.port };
 }
 
 async function main(): Promise<void> {

@@ -39,6 +39,7 @@ import { connect as netConnect, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { assert } from '../raft/assert.js';
+import { formatEndpoint } from './data-plane.js';
 import { readFile } from 'node:fs/promises';
 
 export const healthCheckTypes = ['https', 'tcp'] as const;
@@ -184,7 +185,7 @@ function isIntegerIn(value: number, min: number, max: number): boolean {
 
 /** `10.0.0.11:6443` or `[fd00::11]:6443`, as the Host header and messages spell a backend. */
 export function formatBackend(backend: HealthCheckBackend): string {
-  return isIP(backend.address) === 6 ? `[${backend.address}]:${backend.port}` : `${backend.address}:${backend.port}`;
+  return formatEndpoint(backend.address, backend.port);
 }
 
 /** The TLS material of the checks, parsed once. Throws what `tls.createSecureContext` throws for

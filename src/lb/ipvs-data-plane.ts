@@ -56,10 +56,10 @@
 //   are: they are shared with whatever else balances on this host (kube-proxy needs the same).
 // - Every failure is an IpvsError (RAFTVIP_IPVS_FAILED) with an errno and an operation.
 
-import { readFile, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { nftRunTimeoutMs, nftStderrSummary, runNft } from './nft-command.js';
+import { readSysctl, writeSysctl } from './sysctl.js';
 import { formatEndpoint, type DataPlane, type ObservedService, type VirtualService } from './data-plane.js';
 import type { IpFamily, IpvsAddressServiceKey, IpvsServiceEntry, IpvsTimeouts } from './ipvs-codec.js';
 import { IpvsError, IpvsNetlink, isIpvsUnavailable, type IpvsClient } from './ipvs-netlink.js';
@@ -404,16 +404,7 @@ function errnoOf(error: unknown): number {
 
 /** The real host: /proc/sys of the process's network namespace, and `nft` from PATH. */
 export const systemHost: IpvsHost = {
-  async readSysctl(path) {
-    try {
-      return (await readFile(`/proc/sys/${path}`, 'utf8')).trim();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw error;
-    }
-  },
-  async writeSysctl(path, value) {
-    await writeFile(`/proc/sys/${path}`, `${value}\n`);
-  },
+  readSysctl,
+  writeSysctl,
   runNft: (args, input) => runNft(args, input),
 };

@@ -14,7 +14,7 @@
 // - `remove` deletes `raftvip_lb` in both families and nothing else.
 // - Every failure is an NftablesError (RAFTVIP_NFT_FAILED) with nft's own message.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readSysctl, writeSysctl } from './sysctl.js';
 import type { DataPlane, ObservedService, VirtualService } from './data-plane.js';
 import { nftRunTimeoutMs, nftStderrSummary, runNft, type NftResult } from './nft-command.js';
 import { nftablesTableName, nftFamilyOf, parseObservedTable, renderRemoval, renderTable, type NftFamily } from './nftables-ruleset.js';
@@ -86,11 +86,13 @@ export class NftablesDataPlane implements DataPlane {
   close(): void {}
 
   async #ensureForwarding(family: NftFamily): Promise<void> {
-    const file = family === 'ip' ? '/proc/sys/net/ipv4/ip_forward' : '/proc/sys/net/ipv6/conf/all/forwarding';
+    const path = family === 'ip' ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
+    const file = `/proc/sys/${path}`;
     try {
-      const value = (await readFile(file, 'utf8')).trim();
+      const value = await readSysctl(path);
+      if (value === null) throw new Error(`${file} does not exist`);
       if (value === '1') return;
-      await writeFile(file, '1\n');
+      await writeSysctl(path, '1');
       this.#onHostChange(`turned on ${file} (was ${value}): DNAT to other hosts needs forwarding`);
     } catch (error) {
       throw new NftablesError({ operation: 'sysctl', detail: `cannot turn on ${file}: ${(error as Error).message}` });

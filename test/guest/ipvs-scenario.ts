@@ -20,7 +20,7 @@
 //    then remove() twice: raftvip's service and table go, the foreign ones stay.
 // Apply durations are recorded throughout. On the host, `judge` asserts all of it.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -30,15 +30,12 @@ import type { IpvsApplyReport } from '../../src/lb/ipvs-data-plane.js';
 import type { IpvsChange } from '../../src/lb/ipvs-planner.js';
 import type { DriverError, DriverReply, DriverRequest } from './ipvs-driver.js';
 import type { GuestScenario } from './scenario.js';
+import { clip, runCommand, type CommandOutcome } from './guest-command.js';
 
-/** One command in the guest; they finish in well under a second, so this is a hang. */
-const commandTimeoutMs = 30_000;
 /** One driver request; an apply takes about 2 s under emulation. */
 const driverRequestTimeoutMs = 30_000;
 /** Starting node under emulation takes ~2–6 s. */
 const driverStartTimeoutMs = 40_000;
-/** What a command outcome keeps of stdout and stderr each. */
-const outputCharsMax = 16 * 1024;
 /** A connection through the balancer answers in tens of milliseconds, even emulated. */
 const connectTimeoutMs = 3_000;
 /** Without SNAT the handshake never completes; a short wait keeps the control cheap. */
@@ -74,13 +71,6 @@ const changedService = service('wrr', [backend('b1', 0), backend('b3', 2), backe
 const ipv6Service = service('rr', [backend('b1', 1, 'v6'), backend('b2', 1, 'v6')], vip6);
 const configuredTimeouts = { tcpS: 600, tcpFinS: 30 } as const;
 
-export interface CommandOutcome {
-  readonly command: string;
-  readonly ok: boolean;
-  readonly exitCode: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 export interface ApplyFacts {
   readonly ok: boolean;
@@ -149,24 +139,8 @@ export interface IpvsFacts {
 // ---------------------------------------------------------------------------------------------
 // Guest-side helpers
 
-function clip(text: string): string {
-  return text.length > outputCharsMax ? `${text.slice(0, outputCharsMax)}...(clipped)` : text;
-}
 
 /** Runs a command and records what happened; never throws. */
-function runCommand(command: string, args: readonly string[], options: { input?: string } = {}): Promise<CommandOutcome> {
-  const line = [command, ...args].join(' ');
-  return new Promise((resolve) => {
-    const child = execFile(command, [...args], { encoding: 'utf8', timeout: commandTimeoutMs }, (error, stdout, stderr) => {
-      const code = (error as { code?: unknown } | null)?.code;
-      const exitCode = error === null ? 0 : typeof code === 'number' ? code : null;
-      const reason = error !== null && exitCode === null ? `${error.message}\n` : '';
-      resolve({ command: line, ok: error === null, exitCode, stdout: clip(stdout), stderr: clip(reason + stderr) });
-    });
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(options.input ?? '');
-  });
-}
 
 const inBalancer = (command: string, ...args: string[]): Promise<CommandOutcome> => runCommand('ip', ['netns', 'exec', balancerNamespace, command, ...args]);
 

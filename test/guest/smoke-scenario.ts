@@ -10,21 +10,15 @@
 // It runs first (scenarios.ts), so ip_vs is normally not loaded before its lookup and the
 // lookup exercises on-demand loading; `ipVsLoadedBeforeLookup` records whether it did.
 
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import type { Test } from 'tap';
 import netlink from 'netlink';
-import { monotonicNowMs } from '../../src/lab/monotonic-clock.js';
 import type { GuestScenario } from './scenario.js';
+import { runCommand, type CommandOutcome } from './guest-command.js';
 
-/** One command in the guest. Under emulation one that loads modules takes a few seconds (nft
- * loading nf_tables, nf_nat, nf_conntrack...); 30 s is a hang. */
-const commandTimeoutMs = 30_000;
 /** One generic netlink request (the kernel may load ip_vs to answer it). */
 const genlRequestTimeoutMs = 10_000;
-/** What a command outcome keeps of stdout and stderr each. */
-const outputCharsMax = 16 * 1024;
 /** Generic netlink family ids are allocated from GENL_MIN_ID upwards. */
 const genlFamilyIdMin = 16;
 
@@ -38,17 +32,6 @@ const natVip = '10.214.0.100';
 /** Modules that must be loaded (on demand) by the end of the scenario. */
 export const smokeModulesExpected = ['ip_vs', 'nf_tables', 'nft_nat', 'nft_masq', 'nft_ct', 'nft_chain_nat', 'veth', 'bridge'] as const;
 
-export interface CommandOutcome {
-  /** The command line, or a label for a script. */
-  readonly command: string;
-  /** Exit code 0. */
-  readonly ok: boolean;
-  /** null when killed by a signal or not started. */
-  readonly exitCode: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly durationMs: number;
-}
 
 export interface SmokeFacts {
   /** `uname -r` in the guest. */
@@ -72,32 +55,8 @@ export interface SmokeFacts {
   readonly loadedModules: readonly string[];
 }
 
-function clip(text: string): string {
-  return text.length > outputCharsMax ? `${text.slice(0, outputCharsMax)}...(clipped)` : text;
-}
 
 /** Runs a command and records what happened; never throws. */
-function runCommand(command: string, args: readonly string[], options: { input?: string; label?: string } = {}): Promise<CommandOutcome> {
-  const startedAt = monotonicNowMs();
-  return new Promise((resolve) => {
-    const child = execFile(command, [...args], { encoding: 'utf8', timeout: commandTimeoutMs }, (error, stdout, stderr) => {
-      const code = (error as { code?: unknown } | null)?.code;
-      const exitCode = error === null ? 0 : typeof code === 'number' ? code : null;
-      const reason = error !== null && exitCode === null ? `${error.message}\n` : '';
-      resolve({
-        command: options.label ?? [command, ...args].join(' '),
-        ok: error === null,
-        exitCode,
-        stdout: clip(stdout),
-        stderr: clip(reason + stderr),
-        durationMs: monotonicNowMs() - startedAt,
-      });
-    });
-    // A command that exits before reading its input closes the pipe: EPIPE is not a finding.
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(options.input ?? '');
-  });
-}
 
 /** Shell commands run with `sh -e` (stops at the first failure): one outcome for all of them. */
 function runScript(label: string, commands: readonly string[]): Promise<CommandOutcome> {
